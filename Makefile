@@ -1,0 +1,48 @@
+# pyro-dispatch: make demo | make test | make build | make fuzz | make bench
+GO        ?= go
+BIN       := bin/pyro-dispatch
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+FUZZTIME  ?= 4s
+
+.PHONY: all build test vet unit fuzz bench demo deps vectors clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pyro-dispatch
+
+deps:
+	./scripts/ensure-pyro4.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	$(GO) vet ./...
+
+# Interop tests fail (not skip) when real Pyro4 is missing.
+unit: deps
+	PYRO_DISPATCH_REQUIRE_PYRO4=1 $(GO) test -race -count=1 -timeout 15m ./...
+
+# Every fuzz target, FUZZTIME each (longer by hand: make fuzz FUZZTIME=10m).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test $$pkg -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME); \
+	  done; \
+	done
+
+test: vet unit fuzz
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Regenerates frame/testdata/vectors.jsonl from real Pyro4 traffic.
+vectors: deps
+	$(GO) run ./internal/capture/gen -out frame/testdata/vectors.jsonl
+
+demo: deps build
+	@echo "demo: see issue 3 (session forwarding)"
+
+clean:
+	rm -rf bin

@@ -1,0 +1,31 @@
+package frame
+
+// CorrLen is the length of a CORR annotation value: a raw 16-byte uuid.
+const CorrLen = 16
+
+// AppendHead appends the header h and the annotations ann to dst, with h.AnnLen set to
+// len(ann) and the checksum computed. It returns the extended slice and the header as
+// written. The payload is not touched: the caller sends it after these bytes.
+func AppendHead(dst []byte, h Header, ann Annotations) ([]byte, Header) {
+	h.AnnLen = len(ann)
+	dst = h.Append(dst)
+	return append(dst, ann...), h
+}
+
+// AppendForward appends the header and annotations of a message being forwarded: h with
+// the given seq, and ann with a CORR chunk holding newCorr added when ann has none and
+// newCorr is not nil. It returns the extended dst, the header as written and the message's
+// correlation id (aliasing dst or ann; nil when it has none). The payload is not touched.
+func AppendForward(dst []byte, h Header, ann Annotations, seq uint16, newCorr *[CorrLen]byte) ([]byte, Header, []byte) {
+	h.Seq = seq
+	corr, ok := ann.Lookup(CORR)
+	if ok || newCorr == nil {
+		out, hh := AppendHead(dst, h, ann)
+		return out, hh, corr
+	}
+	h.AnnLen = len(ann) + chunkHeadLen + CorrLen
+	dst = h.Append(dst)
+	dst = append(dst, ann...)
+	dst = AppendAnnotation(dst, CORR, newCorr[:])
+	return dst, h, dst[len(dst)-CorrLen:]
+}
