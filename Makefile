@@ -13,7 +13,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pyro-dispatch
 
 deps:
-	./scripts/ensure-pyro4.sh
+	./scripts/ensure-pyro4.sh python3-msgpack python3-dill python3-cloudpickle
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }

@@ -2,4 +2,11 @@ module github.com/pyro-dispatch/pyro-dispatch
 
 go 1.26
 
-require github.com/spf13/pflag v1.1.0
+require (
+	github.com/google/uuid v1.6.0
+	github.com/spf13/pflag v1.1.0
+	go.uber.org/zap v1.28.0
+	go.yaml.in/yaml/v3 v3.0.6
+)
+
+require go.uber.org/multierr v1.10.0 // indirect

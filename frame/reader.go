@@ -35,6 +35,7 @@ type Reader struct {
 	start, end int // buf[start:end] holds bytes read and not yet handed out
 	msgStart   int // offset of the current message's header in buf
 	pending    int // payload bytes of the current message still on src
+	rest       io.LimitedReader
 }
 
 // NewReader returns a Reader over src with a buffer of the given initial size
@@ -57,6 +58,23 @@ func (r *Reader) SetLimits(lim Limits) { r.lim = lim }
 
 // Buffered returns the number of bytes read from the source past the current message.
 func (r *Reader) Buffered() int { return r.end - r.start }
+
+// Wait blocks until at least one byte of the next message is buffered. A caller uses it
+// to wait for an idle peer under one deadline and then read the message under another.
+func (r *Reader) Wait() error {
+	if r.pending != 0 {
+		return ErrPayloadPending
+	}
+	if r.end > r.start {
+		return nil
+	}
+	r.start, r.end = 0, 0
+	err := r.fill(1)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return err
+}
 
 // ErrPayloadPending is returned by Next when the previous message's payload was neither
 // read nor copied nor discarded.
@@ -170,13 +188,22 @@ func (r *Reader) ReadRest(m *Message) error {
 	return nil
 }
 
-// CopyRest copies the rest of m's payload from the source to dst with io.CopyN, so that
-// between two TCP or unix sockets the kernel splices it without a user-space copy.
+// CopyRest copies the rest of m's payload from the source to dst the way io.CopyN does,
+// so that between two TCP or unix sockets the kernel splices it without a user-space copy.
 func (r *Reader) CopyRest(dst io.Writer, m *Message) (int64, error) {
 	if m.Remaining != r.pending {
 		return 0, fmt.Errorf("frame: CopyRest on a message that is not the current one")
 	}
-	n, err := io.CopyN(dst, r.src, int64(m.Remaining))
+	if m.Remaining == 0 {
+		return 0, nil
+	}
+	// io.Copy of a *io.LimitedReader, as io.CopyN does, but reusing one LimitedReader.
+	r.rest = io.LimitedReader{R: r.src, N: int64(m.Remaining)}
+	n, err := io.Copy(dst, &r.rest)
+	r.rest.R = nil
+	if err == nil && n < int64(m.Remaining) {
+		err = io.EOF
+	}
 	r.pending -= int(n)
 	m.Remaining -= int(n)
 	if err == io.EOF {

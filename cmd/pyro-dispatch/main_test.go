@@ -8,8 +8,8 @@ import (
 
 func TestCommandLine(t *testing.T) {
 	cases := []struct {
-		args       []string
-		code       int
+		args        []string
+		code        int
 		out, errOut string
 	}{
 		{[]string{"version"}, 0, "pyro-dispatch ", ""},

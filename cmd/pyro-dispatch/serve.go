@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+)
+
+func init() {
+	commands["serve"] = command{"run the dispatcher (--listen ADDR --backend ADDR, or --config FILE)", runServe}
+	commands["check"] = command{"validate a configuration and print it as it takes effect", runCheck}
+}
+
+// configFlags are the flags shared by serve and check; set ones override the file.
+type configFlags struct {
+	file      string
+	listen    []string
+	backend   string
+	mode      string
+	logLevel  string
+	logFormat string
+	access    bool
+	maxMsg    dispatch.ByteSize
+	maxConns  int
+	maxPerIP  int
+	header    time.Duration
+	idle      time.Duration
+	dial      time.Duration
+	call      time.Duration
+	drain     time.Duration
+}
+
+func (c *configFlags) register(fs *pflag.FlagSet) {
+	d := dispatch.Defaults()
+	fs.StringVarP(&c.file, "config", "c", "", "YAML configuration file")
+	fs.StringArrayVarP(&c.listen, "listen", "l", nil, "listen address: HOST:PORT, [::1]:PORT or unix:/path (repeatable)")
+	fs.StringVarP(&c.backend, "backend", "b", "", "backend Pyro4 daemon address: HOST:PORT, [::1]:PORT or unix:/path")
+	fs.StringVar(&c.mode, "mode", "", "listener mode: session")
+	fs.StringVar(&c.logLevel, "log-level", d.Log.Level, "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", d.Log.Format, "log format: console or json")
+	fs.BoolVar(&c.access, "access-log", false, "log every call (correlation id, object, method, bytes, latency, outcome)")
+	c.maxMsg = d.Limits.MaxMessageSize
+	fs.Var(&c.maxMsg, "max-message-size", "largest payload+annotations a client may send (e.g. 64MiB)")
+	fs.IntVar(&c.maxConns, "max-conns", d.Limits.MaxConnections, "most client connections at once (0: no limit)")
+	fs.IntVar(&c.maxPerIP, "max-conns-per-ip", 0, "most client connections from one IP (0: no limit)")
+	fs.DurationVar(&c.header, "header-timeout", d.Timeouts.Header, "time to read a message once it started (0: none)")
+	fs.DurationVar(&c.idle, "idle-timeout", 0, "close a client with no request for this long (0: never, like Pyro4's COMMTIMEOUT)")
+	fs.DurationVar(&c.dial, "dial-timeout", d.Timeouts.Dial, "time to connect to a backend")
+	fs.DurationVar(&c.call, "call-timeout", 0, "time for a backend to answer a call (0: none)")
+	fs.DurationVar(&c.drain, "drain-timeout", d.Timeouts.Drain, "time for in-flight calls to finish on shutdown")
+}
+
+// config builds the effective configuration: defaults, then the file, then set flags.
+func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
+	cfg := dispatch.Defaults()
+	if c.file != "" {
+		var err error
+		if cfg, err = dispatch.LoadConfig(c.file); err != nil {
+			return cfg, err
+		}
+	}
+	if fs.Changed("listen") {
+		backend := c.backend
+		if backend == "" && len(cfg.Listeners) == 1 {
+			backend = cfg.Listeners[0].Backend
+		}
+		cfg.Listeners = []dispatch.ListenerConfig{{Name: "main", Listen: c.listen, Backend: backend}}
+	} else if c.file == "" {
+		return cfg, fmt.Errorf("give --listen ADDR --backend ADDR, or --config FILE")
+	}
+	for i := range cfg.Listeners {
+		if fs.Changed("backend") {
+			cfg.Listeners[i].Backend = c.backend
+		}
+		if fs.Changed("mode") {
+			cfg.Listeners[i].Mode = c.mode
+		}
+	}
+	set := func(name string, apply func()) {
+		if fs.Changed(name) {
+			apply()
+		}
+	}
+	set("log-level", func() { cfg.Log.Level = c.logLevel })
+	set("log-format", func() { cfg.Log.Format = c.logFormat })
+	set("access-log", func() { cfg.Log.Access = c.access })
+	set("max-message-size", func() { cfg.Limits.MaxMessageSize = c.maxMsg })
+	set("max-conns", func() { cfg.Limits.MaxConnections = c.maxConns })
+	set("max-conns-per-ip", func() { cfg.Limits.MaxConnectionsPer = c.maxPerIP })
+	set("header-timeout", func() { cfg.Timeouts.Header = c.header })
+	set("idle-timeout", func() { cfg.Timeouts.Idle = c.idle })
+	set("dial-timeout", func() { cfg.Timeouts.Dial = c.dial })
+	set("call-timeout", func() { cfg.Timeouts.Call = c.call })
+	set("drain-timeout", func() { cfg.Timeouts.Drain = c.drain })
+	return cfg, cfg.Validate()
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check", "", stderr)
+	var cf configFlags
+	cf.register(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	cfg, err := cf.config(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch check: invalid configuration: %v\n", err)
+		return 1
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch check: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# configuration is valid; as it takes effect:\n%s", out)
+	return 0
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "", stderr)
+	var cf configFlags
+	cf.register(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	cfg, err := cf.config(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
+		return 2
+	}
+	defer log.Sync()
+	srv, err := dispatch.NewServer(cfg, log, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
+		return 1
+	}
+	var listening, backends []string
+	for _, a := range srv.Addrs() {
+		listening = append(listening, a.Network()+":"+a.String())
+	}
+	for _, l := range cfg.Listeners {
+		backends = append(backends, l.Name+"="+l.Backend+" ("+l.Mode+")")
+	}
+	log.Info("ready", zap.String("version", versionString()), zap.String("listen", strings.Join(listening, ",")),
+		zap.String("backends", strings.Join(backends, ",")))
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down: draining in-flight calls", zap.Int("clients", srv.Sessions()), zap.Duration("drain_timeout", cfg.Timeouts.Drain))
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain timed out: closed the remaining connections", zap.Error(err))
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// newLogger builds the zap logger the configuration asks for, writing to w.
+func newLogger(lc dispatch.LogConfig, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(lc.Level)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if lc.Format == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	ws := zapcore.AddSync(w)
+	if f, ok := w.(*os.File); ok {
+		ws = zapcore.Lock(f)
+	}
+	return zap.New(zapcore.NewCore(enc, ws, level)), nil
+}

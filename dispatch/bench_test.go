@@ -1,0 +1,204 @@
+package dispatch
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+)
+
+// fixedBackend is a minimal Pyro4 peer for benchmarks: it answers CONNECT with CONNECTOK
+// and every INVOKE with a RESULT carrying the request's payload, without allocating.
+func fixedBackend(tb testing.TB) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := frame.NewReader(c, 0, frame.Limits{})
+				var head, big []byte
+				var iov [2][]byte
+				var bufs net.Buffers
+				for {
+					m, err := r.Next()
+					if err != nil {
+						return
+					}
+					h := m.Header
+					switch h.Type {
+					case frame.Connect:
+						h.Type = frame.ConnectOK
+					case frame.Ping:
+					default:
+						h.Type = frame.Result
+					}
+					h.Flags &= frame.FlagCompressed
+					if m.Header.Flags.Has(frame.FlagOneway) {
+						if r.Discard(&m) != nil {
+							return
+						}
+						continue
+					}
+					if m.Header.DataLen > 64<<10 {
+						// Like a Pyro4 daemon: the whole request first, then the reply.
+						if r.Discard(&m) != nil {
+							return
+						}
+						if len(big) < h.DataLen {
+							big = make([]byte, h.DataLen)
+						}
+						head, _ = frame.AppendHead(head[:0], h, nil)
+						iov = [2][]byte{head, big[:h.DataLen]}
+						bufs = iov[:] // WriteTo consumes bufs
+						if _, err := bufs.WriteTo(c); err != nil {
+							return
+						}
+						continue
+					}
+					if r.ReadRest(&m) != nil {
+						return
+					}
+					head, _ = frame.AppendHead(head[:0], h, nil)
+					iov = [2][]byte{head, m.Payload}
+					bufs = iov[:]
+					if _, err := bufs.WriteTo(c); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	tb.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// startProxy runs a dispatcher in front of backend and returns its address.
+func startProxy(tb testing.TB, backend string, mutate func(*Config)) (*Server, string) {
+	cfg := Defaults()
+	cfg.Listeners = []ListenerConfig{{Name: "t", Listen: StringList{"127.0.0.1:0"}, Backend: backend}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := NewServer(cfg, testLogger(tb), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Shutdown(canceledContext()) })
+	return srv, srv.Addrs()[0].String()
+}
+
+// goClient is a Pyro4 client speaking raw frames, for benchmarks and protocol tests.
+type goClient struct {
+	c   net.Conn
+	r   *frame.Reader
+	out []byte
+	seq uint16
+}
+
+func dialClient(tb testing.TB, addr string) *goClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	g := &goClient{c: c, r: frame.NewReader(c, 0, frame.Limits{})}
+	if m := g.call(tb, frame.Connect, 0, nil, []byte("hello")); m.Type != frame.ConnectOK {
+		tb.Fatalf("handshake answered with %v", m.Type)
+	}
+	return g
+}
+
+// call sends one message and returns the reply header, with the payload read and dropped.
+func (g *goClient) call(tb testing.TB, t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) frame.Header {
+	g.send(tb, t, flags, ann, payload)
+	m, err := g.r.Next()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := g.r.Discard(&m); err != nil {
+		tb.Fatal(err)
+	}
+	if m.Header.Seq != g.seq {
+		tb.Fatalf("reply seq %d to request %d", m.Header.Seq, g.seq)
+	}
+	return m.Header
+}
+
+func (g *goClient) send(tb testing.TB, t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) {
+	g.seq++
+	h := frame.Header{Type: t, Flags: flags, Seq: g.seq, DataLen: len(payload), Serializer: frame.Serpent}
+	g.out = frame.AppendMessage(g.out[:0], h, ann, payload)
+	if _, err := g.c.Write(g.out); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func benchmarkSmallCalls(b *testing.B, ann frame.Annotations) {
+	be := fixedBackend(b)
+	_, addr := startProxy(b, be.Addr().String(), nil)
+	g := dialClient(b, addr)
+	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if h := g.call(b, frame.Invoke, 0, ann, payload); h.Type != frame.Result {
+			b.Fatalf("got %v", h.Type)
+		}
+	}
+}
+
+// BenchmarkForwardSmall: a small call through the dispatcher (correlation id added).
+func BenchmarkForwardSmall(b *testing.B) { benchmarkSmallCalls(b, nil) }
+
+// BenchmarkForwardSmallWithCorr: a small call that already carries a correlation id.
+func BenchmarkForwardSmallWithCorr(b *testing.B) {
+	benchmarkSmallCalls(b, frame.AppendAnnotation(nil, frame.CORR, bytes.Repeat([]byte{7}, 16)))
+}
+
+// BenchmarkDirectSmall is the same call without the dispatcher, for comparison.
+func BenchmarkDirectSmall(b *testing.B) {
+	be := fixedBackend(b)
+	g := dialClient(b, be.Addr().String())
+	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
+	b.ReportAllocs()
+	for b.Loop() {
+		g.call(b, frame.Invoke, 0, nil, payload)
+	}
+}
+
+// benchmarkLarge sends large payloads one way (oneway calls) through the dispatcher.
+func benchmarkLarge(b *testing.B, size int, mutate func(*Config)) {
+	be := fixedBackend(b)
+	_, addr := startProxy(b, be.Addr().String(), mutate)
+	g := dialClient(b, addr)
+	payload := bytes.Repeat([]byte{'z'}, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		h := g.call(b, frame.Invoke, 0, nil, payload)
+		if h.DataLen != size {
+			b.Fatalf("echoed %d bytes", h.DataLen)
+		}
+	}
+}
+
+// BenchmarkForwardLarge: 8 MiB calls echoed back, payloads spliced both ways.
+func BenchmarkForwardLarge(b *testing.B) { benchmarkLarge(b, 8<<20, nil) }
+
+// BenchmarkForwardLargeBuffered: the same with splicing disabled (payloads buffered in
+// user space: buffered_payload raised over the payload size), to show what splice saves.
+func BenchmarkForwardLargeBuffered(b *testing.B) {
+	benchmarkLarge(b, 8<<20, func(c *Config) { c.Limits.BufferedPayload = 16 << 20 })
+}

@@ -1,0 +1,351 @@
+package dispatch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a dispatcher, as read from YAML or flags.
+type Config struct {
+	Listeners []ListenerConfig `yaml:"listeners"`
+	Limits    LimitsConfig     `yaml:"limits"`
+	Timeouts  TimeoutsConfig   `yaml:"timeouts"`
+	Log       LogConfig        `yaml:"log"`
+}
+
+// ListenerConfig is one set of listening addresses and where their clients go.
+type ListenerConfig struct {
+	Name    string     `yaml:"name"`
+	Listen  StringList `yaml:"listen"`  // "HOST:PORT", "[::1]:PORT" or "unix:/path"
+	Backend string     `yaml:"backend"` // same address forms
+	Mode    string     `yaml:"mode"`    // "session" (the default)
+}
+
+// LimitsConfig bounds what clients may do.
+type LimitsConfig struct {
+	MaxMessageSize    ByteSize `yaml:"max_message_size"`       // payload + annotations
+	MaxAnnotations    ByteSize `yaml:"max_annotations"`        // annotation bytes per message
+	MaxConnections    int      `yaml:"max_connections"`        // client connections in total
+	MaxConnectionsPer int      `yaml:"max_connections_per_ip"` // per client IP, 0 = no limit
+	BufferedPayload   ByteSize `yaml:"buffered_payload"`       // larger payloads are spliced
+}
+
+// TimeoutsConfig holds the timeouts of the data path; zero disables one.
+type TimeoutsConfig struct {
+	Header time.Duration `yaml:"header"` // to read a message once its first byte arrived
+	Idle   time.Duration `yaml:"idle"`   // a client connection with no request for this long is closed
+	Dial   time.Duration `yaml:"dial"`   // to connect to a backend
+	Call   time.Duration `yaml:"call"`   // for a backend to answer a call
+	Drain  time.Duration `yaml:"drain"`  // for in-flight calls on shutdown
+}
+
+// LogConfig selects the log output.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // console or json
+	Access bool   `yaml:"access"` // one info line per call
+}
+
+// Default limits and timeouts, chosen so a sidecar is safe without tuning.
+const (
+	DefaultMaxMessageSize  = 1 << 30
+	DefaultMaxConnections  = 16384
+	DefaultBufferedPayload = 64 << 10
+	DefaultHeaderTimeout   = 10 * time.Second
+	DefaultDialTimeout     = 5 * time.Second
+	DefaultDrainTimeout    = 15 * time.Second
+)
+
+// Mode names.
+const (
+	ModeSession = "session"
+)
+
+// Defaults returns a configuration with every default filled in and no listeners.
+func Defaults() Config {
+	return Config{
+		Limits: LimitsConfig{
+			MaxMessageSize:  DefaultMaxMessageSize,
+			MaxAnnotations:  65535,
+			MaxConnections:  DefaultMaxConnections,
+			BufferedPayload: DefaultBufferedPayload,
+		},
+		Timeouts: TimeoutsConfig{Header: DefaultHeaderTimeout, Dial: DefaultDialTimeout, Drain: DefaultDrainTimeout},
+		Log:      LogConfig{Level: "info", Format: "console"},
+	}
+}
+
+// LoadConfig reads a YAML configuration over the defaults. Unknown keys and bad values
+// are errors that name the file, line and key.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses and validates YAML configuration bytes over the defaults.
+func ParseConfig(data []byte) (Config, error) {
+	cfg := Defaults()
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, yamlError(err)
+	}
+	if root.Kind != 0 {
+		strict := yaml.NewDecoder(bytes.NewReader(data))
+		strict.KnownFields(true)
+		if err := strict.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, yamlError(err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			fe.Line = lineOf(&root, fe.Key)
+		}
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// yamlError shortens yaml.v3's messages ("yaml: unmarshal errors:\n  line 3: ...").
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	return errors.New(strings.Join(strings.Fields(msg), " "))
+}
+
+// FieldError is a configuration value that failed validation.
+type FieldError struct {
+	Key  string // dotted path such as "listeners[0].backend"
+	Line int    // line in the YAML file, 0 when unknown (flags)
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+}
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the configuration and fills in listener names and modes.
+func (c *Config) Validate() error {
+	if len(c.Listeners) == 0 {
+		return fieldErr("listeners", "at least one listener is needed (--listen and --backend, or a config file)")
+	}
+	names := map[string]bool{}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		key := fmt.Sprintf("listeners[%d]", i)
+		if l.Name == "" {
+			l.Name = "listener" + strconv.Itoa(i)
+		}
+		if names[l.Name] {
+			return fieldErr(key+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if len(l.Listen) == 0 {
+			return fieldErr(key+".listen", "no listen address")
+		}
+		for j, a := range l.Listen {
+			if _, _, err := ParseAddress(a); err != nil {
+				return fieldErr(fmt.Sprintf("%s.listen[%d]", key, j), "%v", err)
+			}
+		}
+		if l.Backend == "" {
+			return fieldErr(key+".backend", "no backend address")
+		}
+		if _, _, err := ParseAddress(l.Backend); err != nil {
+			return fieldErr(key+".backend", "%v", err)
+		}
+		switch l.Mode {
+		case "":
+			l.Mode = ModeSession
+		case ModeSession:
+		default:
+			return fieldErr(key+".mode", "unknown mode %q (want %q)", l.Mode, ModeSession)
+		}
+	}
+	lim := c.Limits
+	switch {
+	case lim.MaxMessageSize < 0:
+		return fieldErr("limits.max_message_size", "must not be negative")
+	case lim.MaxAnnotations < 0 || lim.MaxAnnotations > 65535:
+		return fieldErr("limits.max_annotations", "must be within 0..65535")
+	case lim.MaxConnections < 0:
+		return fieldErr("limits.max_connections", "must not be negative")
+	case lim.MaxConnectionsPer < 0:
+		return fieldErr("limits.max_connections_per_ip", "must not be negative")
+	case lim.BufferedPayload < 0 || lim.BufferedPayload > 16<<20:
+		return fieldErr("limits.buffered_payload", "must be within 0..16MiB")
+	}
+	for key, d := range map[string]time.Duration{"timeouts.header": c.Timeouts.Header, "timeouts.idle": c.Timeouts.Idle,
+		"timeouts.dial": c.Timeouts.Dial, "timeouts.call": c.Timeouts.Call, "timeouts.drain": c.Timeouts.Drain} {
+		if d < 0 {
+			return fieldErr(key, "must not be negative")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	if c.Log.Format != "console" && c.Log.Format != "json" {
+		return fieldErr("log.format", "unknown format %q (want console or json)", c.Log.Format)
+	}
+	return nil
+}
+
+// lineOf finds the line of a dotted key such as "listeners[0].backend" in a YAML tree.
+func lineOf(root *yaml.Node, key string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			idx, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					line, next = n.Content[i].Line, n.Content[i+1]
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// ParseAddress splits an address of the forms "HOST:PORT", "[::1]:PORT" and "unix:/path"
+// into a network ("tcp" or "unix") and an address for net.Dial / net.Listen.
+func ParseAddress(a string) (network, address string, err error) {
+	if path, ok := strings.CutPrefix(a, "unix:"); ok {
+		if path == "" {
+			return "", "", fmt.Errorf("bad address %q: empty unix socket path", a)
+		}
+		return "unix", path, nil
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", "", fmt.Errorf("bad address %q: want HOST:PORT, [IPv6]:PORT or unix:/path", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", "", fmt.Errorf("bad address %q: bad port %q", a, port)
+	}
+	return "tcp", a, nil
+}
+
+// StringList is a YAML value that may be one string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*s = StringList{n.Value}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*s = list
+	return nil
+}
+
+// ByteSize is a size in bytes written as a number or with a unit: 512, 64KiB, 32MiB, 1GiB
+// (KB, MB and GB are taken as the same powers of two).
+type ByteSize int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+
+// ParseByteSize parses a ByteSize from text.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if v, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q: want a number of bytes such as 65536 or 64KiB", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// UnmarshalYAML accepts a number of bytes or a size with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// String formats the size with the largest exact binary unit.
+func (b ByteSize) String() string {
+	for i := 2; i >= 0; i-- {
+		if u := sizeUnits[i]; b >= ByteSize(u.mult) && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// Set parses a flag value (pflag.Value).
+func (b *ByteSize) Set(s string) error {
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// Type names the flag value type (pflag.Value).
+func (b *ByteSize) Type() string { return "size" }
+
+// MarshalYAML writes the size with its unit, so `check` prints what a user would write.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }

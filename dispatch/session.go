@@ -1,0 +1,469 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+)
+
+// Pyro4 exception classes the dispatcher raises in clients.
+const (
+	classCommunicationError = "Pyro4.errors.CommunicationError"
+	classProtocolError      = "Pyro4.errors.ProtocolError"
+)
+
+// Session is one client connection and, in session mode, its own backend connection.
+// Its goroutine runs the whole life of the connection; the per-message path is this file.
+type Session struct {
+	srv     *Server
+	ln      *listener
+	client  net.Conn
+	ip      string // client IP for per-IP limits, "" on unix sockets
+	refusal string // non-empty when over a connection limit: the CONNECTFAIL reason
+	log     *zap.Logger
+
+	target   Target
+	upstream net.Conn
+	cr, ur   *frame.Reader
+
+	head []byte              // scratch for a rewritten header and annotations
+	corr [frame.CorrLen]byte // the current call's correlation id
+	iov  [3][]byte           // the pieces of one outgoing message
+	bufs net.Buffers         // iov as handed to writev
+
+	upDeadline bool // a read deadline is set on upstream
+
+	mu   sync.Mutex // guards busy and upstream against Server.Shutdown
+	busy bool
+}
+
+func (s *Session) upstreamConn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upstream
+}
+
+func newSession(srv *Server, ln *listener, c net.Conn) *Session {
+	s := &Session{
+		srv:    srv,
+		ln:     ln,
+		client: c,
+		ip:     clientIP(c),
+		log:    srv.log.With(zap.String("listener", ln.name), zap.Stringer("client", remoteAddr{c})),
+		cr:     frame.NewReader(c, 0, srv.clientLimits),
+		head:   make([]byte, 0, 256),
+	}
+	return s
+}
+
+// run serves the session until either side closes, an error, or shutdown.
+func (s *Session) run() {
+	defer s.closeAll()
+	if !s.handshake() {
+		return
+	}
+	for s.waitRequest() {
+		if err := s.relayCall(); err != nil {
+			s.logEnd(err)
+			return
+		}
+	}
+}
+
+// handshake reads the client's CONNECT, picks and dials the backend, forwards the CONNECT
+// and relays the backend's answer. It reports whether calls may follow.
+func (s *Session) handshake() bool {
+	s.setClientDeadline(s.srv.cfg.Timeouts.Header)
+	m, err := s.cr.Next()
+	if err != nil {
+		s.logEnd(fmt.Errorf("reading CONNECT: %w", err))
+		return false
+	}
+	if m.Header.Type != frame.Connect {
+		s.logEnd(fmt.Errorf("protocol violation: first message is %v, want CONNECT", m.Header.Type))
+		return false
+	}
+	if m.Header.DataLen > s.srv.bufferedLimit {
+		s.logEnd(fmt.Errorf("CONNECT payload of %d bytes over the %d byte limit", m.Header.DataLen, s.srv.bufferedLimit))
+		return false
+	}
+	if err := s.cr.ReadRest(&m); err != nil {
+		s.logEnd(fmt.Errorf("reading CONNECT: %w", err))
+		return false
+	}
+	s.setClientDeadline(0)
+	if s.refusal != "" {
+		s.connectFail(&m, s.refusal)
+		return false
+	}
+	target, err := s.ln.router.Route(&ConnectInfo{Listener: s.ln.name, Client: s.client.RemoteAddr(), Connect: &m})
+	if err != nil {
+		s.connectFail(&m, "pyro-dispatch: "+err.Error())
+		return false
+	}
+	s.target = target
+	s.log = s.log.With(zap.String("backend", target.Name))
+	up, err := net.DialTimeout(target.Network, target.Address, s.srv.cfg.Timeouts.Dial)
+	if err != nil {
+		s.connectFail(&m, fmt.Sprintf("pyro-dispatch: backend %s unreachable: %v", target.Name, dialReason(err)))
+		return false
+	}
+	s.mu.Lock()
+	s.upstream = up
+	s.mu.Unlock()
+	s.ur = frame.NewReader(up, 0, s.srv.upstreamLimits)
+
+	seq, ser := m.Header.Seq, m.Header.Serializer
+	corr, err := s.forwardRequest(&m)
+	if err != nil {
+		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
+		return false
+	}
+	s.setUpstreamDeadline(s.srv.cfg.Timeouts.Dial + s.srv.cfg.Timeouts.Call)
+	r, err := s.ur.Next()
+	if err == nil && r.Header.Seq != seq {
+		err = fmt.Errorf("backend answered CONNECT seq %d with seq %d", seq, r.Header.Seq)
+	}
+	if err == nil && r.Header.Type != frame.ConnectOK && r.Header.Type != frame.ConnectFail {
+		err = fmt.Errorf("backend answered CONNECT with %v", r.Header.Type)
+	}
+	if err != nil {
+		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
+		return false
+	}
+	ok := r.Header.Type == frame.ConnectOK
+	if err := s.forwardReply(&r); err != nil {
+		s.logEnd(fmt.Errorf("relaying %v: %w", r.Header.Type, err))
+		return false
+	}
+	s.setUpstreamDeadline(0)
+	if !ok {
+		s.log.Info("backend rejected the handshake", zap.Stringer("corr", corrID(corr)))
+		return false
+	}
+	s.log.Debug("connected", zap.Stringer("corr", corrID(corr)), zap.Stringer("serializer", ser))
+	return true
+}
+
+// waitRequest waits for the client's next request under the idle timeout, and marks the
+// session busy. It reports false when the session should end.
+func (s *Session) waitRequest() bool {
+	s.mu.Lock()
+	s.busy = false
+	s.mu.Unlock()
+	if s.srv.isDraining() {
+		return false
+	}
+	s.setClientDeadline(s.srv.cfg.Timeouts.Idle)
+	err := s.cr.Wait()
+	s.mu.Lock()
+	s.busy = err == nil
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		return true
+	case s.srv.isDraining():
+		s.log.Debug("closed idle client for shutdown")
+	case errors.Is(err, io.EOF):
+		s.log.Debug("client closed the connection")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Info("closed idle client", zap.Duration("idle_timeout", s.srv.cfg.Timeouts.Idle))
+	default:
+		s.logEnd(fmt.Errorf("waiting for a request: %w", err))
+	}
+	return false
+}
+
+// relayCall moves one request to the backend and, unless it is oneway, the backend's
+// reply back. An error ends the session.
+func (s *Session) relayCall() error {
+	start := time.Now()
+	s.setClientDeadline(s.srv.cfg.Timeouts.Header)
+	m, err := s.cr.Next()
+	if err != nil {
+		return fmt.Errorf("reading request: %w", err)
+	}
+	if m.Header.Type != frame.Invoke && m.Header.Type != frame.Ping {
+		return fmt.Errorf("protocol violation: %v message where INVOKE or PING belongs", m.Header.Type)
+	}
+	h := m.Header
+	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
+	var object, method string
+	if s.srv.accessLog && h.Type == frame.Invoke {
+		object, method = s.peekCall(&m)
+	}
+	corr, err := s.forwardRequest(&m)
+	s.setClientDeadline(0)
+	if err != nil {
+		var ce *copyError
+		if errors.As(err, &ce) && ce.fromClient {
+			return err
+		}
+		return s.upstreamLost(h, corr, err)
+	}
+	if oneway {
+		s.logCall(h, corr, object, method, start, "oneway", 0)
+		return nil
+	}
+	s.setUpstreamDeadline(s.srv.cfg.Timeouts.Call)
+	r, err := s.ur.Next()
+	if err == nil && r.Header.Seq != h.Seq {
+		err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", h.Seq, r.Header.Seq)
+	}
+	if err != nil {
+		return s.upstreamLost(h, corr, err)
+	}
+	outcome := "ok"
+	if r.Header.Flags.Has(frame.FlagException) {
+		outcome = "exception"
+	}
+	size := r.Header.DataLen
+	if err := s.forwardReply(&r); err != nil {
+		return fmt.Errorf("relaying reply: %w", err)
+	}
+	s.setUpstreamDeadline(0)
+	s.logCall(h, corr, object, method, start, outcome, size)
+	return nil
+}
+
+// forwardRequest sends the client's message m to the backend with a correlation id added
+// when it has none (and is not HMAC-signed: a new chunk would break the signature), and
+// returns the message's correlation id.
+func (s *Session) forwardRequest(m *frame.Message) ([]byte, error) {
+	var fresh *[frame.CorrLen]byte
+	if _, has := m.Annotations.Lookup(frame.CORR); !has {
+		if _, signed := m.Annotations.Lookup(frame.HMAC); !signed {
+			if id, err := uuid.NewRandom(); err == nil {
+				fresh = (*[frame.CorrLen]byte)(&id)
+			}
+		}
+	}
+	var corr []byte
+	s.head, _, corr = frame.AppendForward(s.head[:0], m.Header, m.Annotations, m.Header.Seq, fresh)
+	n := copy(s.corr[:], corr)
+	return s.corr[:n:n], s.forward(s.upstream, s.cr, m, s.head, nil)
+}
+
+// forwardReply relays a backend message to the client unchanged.
+func (s *Session) forwardReply(m *frame.Message) error {
+	return s.forward(s.client, s.ur, m, m.Raw, m.Annotations)
+}
+
+// forward writes a message (head pieces, then the payload) to dst: in one writev when the
+// payload is small enough to buffer, otherwise the buffered prefix and then the rest moved
+// from the source socket by io.CopyN, which splices between TCP or unix sockets.
+func (s *Session) forward(dst net.Conn, r *frame.Reader, m *frame.Message, head1, head2 []byte) error {
+	if m.Remaining > 0 && m.Header.DataLen <= s.srv.bufferedLimit {
+		if err := r.ReadRest(m); err != nil {
+			return &copyError{fromClient: r == s.cr, err: err}
+		}
+		if r != s.cr {
+			head1, head2 = m.Raw, m.Annotations // the buffer may have moved
+		}
+	}
+	s.iov = [3][]byte{head1, head2, m.Payload}
+	s.bufs = s.iov[:]
+	if _, err := s.bufs.WriteTo(dst); err != nil {
+		return &copyError{fromClient: r != s.cr, err: err}
+	}
+	if m.Remaining > 0 {
+		if _, err := r.CopyRest(dst, m); err != nil {
+			return &copyError{fromClient: r == s.cr, err: err}
+		}
+	}
+	return nil
+}
+
+// copyError is a failure while moving a message, with the side that failed: the client
+// (reading from it, or writing to it) or the backend.
+type copyError struct {
+	fromClient bool
+	err        error
+}
+
+func (e *copyError) Error() string { return e.err.Error() }
+func (e *copyError) Unwrap() error { return e.err }
+
+// upstreamLost answers a request whose backend failed with a Pyro4 CommunicationError
+// (unless it was oneway), then ends the session: its backend connection is unusable.
+func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
+	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.target.Name, err)
+	if h.Type == frame.Invoke && !h.Flags.Has(frame.FlagOneway) {
+		s.sendException(h, corr, classCommunicationError, reason)
+	}
+	return errors.New(reason)
+}
+
+// connectFail answers the CONNECT m with a CONNECTFAIL carrying reason.
+func (s *Session) connectFail(m *frame.Message, reason string) {
+	corr, _ := m.Annotations.Lookup(frame.CORR)
+	s.connectFail2(m.Header.Serializer, m.Header.Seq, corr, reason)
+}
+
+func (s *Session) connectFail2(ser frame.Serializer, seq uint16, corr []byte, reason string) {
+	payload, err := frame.AppendStringPayload(nil, ser, reason)
+	if err != nil {
+		// A serializer we cannot write: marshal, which every Pyro4 client decodes, as the
+		// daemon does when it refuses a serializer.
+		ser = frame.Marshal
+		payload, _ = frame.AppendStringPayload(nil, ser, reason)
+	}
+	s.writeReply(frame.Header{Type: frame.ConnectFail, Seq: seq, Serializer: ser}, corr, payload)
+	s.log.Warn("refused client", zap.String("reason", reason), zap.Stringer("corr", corrID(corr)))
+}
+
+// sendException answers request h with a RESULT carrying a Pyro4 exception.
+func (s *Session) sendException(h frame.Header, corr []byte, class, msg string) {
+	payload, err := frame.AppendExceptionPayload(nil, h.Serializer, class, msg)
+	if err != nil {
+		s.log.Warn("cannot encode an exception for the client", zap.Error(err))
+		return
+	}
+	s.writeReply(frame.Header{Type: frame.Result, Flags: frame.FlagException, Seq: h.Seq, Serializer: h.Serializer}, corr, payload)
+}
+
+func (s *Session) writeReply(h frame.Header, corr, payload []byte) {
+	var ann frame.Annotations
+	if len(corr) == frame.CorrLen {
+		ann = frame.AppendAnnotation(nil, frame.CORR, corr)
+	}
+	msg := frame.AppendMessage(nil, h, ann, payload)
+	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
+	if _, err := s.client.Write(msg); err != nil {
+		s.log.Debug("could not send error reply", zap.Error(err))
+	}
+}
+
+// peekCall reads object and method from a request for the access log.
+func (s *Session) peekCall(m *frame.Message) (object, method string) {
+	if v, ok := m.Annotations.Lookup(frame.BLBI); ok {
+		if bi, err := frame.DecodeBlobInfo(v); err == nil {
+			return bi.Object, bi.Method
+		}
+	}
+	object, method, err := frame.PeekInvoke(m.Header.Serializer, m.Header.Flags, m.Payload)
+	if err != nil {
+		return "?", "?"
+	}
+	return object, method
+}
+
+func (s *Session) logCall(h frame.Header, corr []byte, object, method string, start time.Time, outcome string, replyBytes int) {
+	level := zapcore.DebugLevel
+	if s.srv.accessLog {
+		level = zapcore.InfoLevel
+	}
+	ce := s.log.Check(level, "call")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{zap.Stringer("corr", corrID(corr)), zap.Stringer("type", h.Type), zap.Uint16("seq", h.Seq)}
+	if object != "" {
+		fields = append(fields, zap.String("object", object), zap.String("method", method))
+	}
+	fields = append(fields, zap.Stringer("flags", h.Flags), zap.Int("request_bytes", h.DataLen),
+		zap.Int("reply_bytes", replyBytes), zap.Duration("latency", time.Since(start)), zap.String("outcome", outcome))
+	ce.Write(fields...)
+}
+
+func (s *Session) logEnd(err error) {
+	if frame.IsProtocolError(err) {
+		s.log.Warn("closing client: bad message", zap.Error(err))
+		return
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		s.log.Warn("closing client: timed out", zap.Error(err))
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+		s.log.Info("closing client: connection ended", zap.Error(err))
+	default:
+		s.log.Warn("closing client", zap.Error(err))
+	}
+}
+
+func (s *Session) setClientDeadline(d time.Duration) {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	s.client.SetReadDeadline(t)
+}
+
+// setUpstreamDeadline sets (d > 0) or clears the backend read deadline, skipping the
+// call when there is none to clear.
+func (s *Session) setUpstreamDeadline(d time.Duration) {
+	if d == 0 && !s.upDeadline {
+		return
+	}
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	s.upDeadline = d > 0
+	s.upstream.SetReadDeadline(t)
+}
+
+// wakeIfIdle interrupts a session waiting for a request, for shutdown.
+func (s *Session) wakeIfIdle() {
+	s.mu.Lock()
+	if !s.busy {
+		s.client.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) closeAll() {
+	s.client.Close()
+	if s.upstream != nil {
+		s.upstream.Close()
+	}
+	s.srv.release(s)
+}
+
+// corrID formats a correlation id as a uuid for logs, only when a line is written.
+type corrID []byte
+
+func (c corrID) String() string {
+	if len(c) == frame.CorrLen {
+		return uuid.UUID(c).String()
+	}
+	if len(c) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%x", []byte(c))
+}
+
+// remoteAddr prints a connection's peer address only when a log line is written.
+type remoteAddr struct{ c net.Conn }
+
+func (r remoteAddr) String() string {
+	a := r.c.RemoteAddr()
+	if a == nil || a.String() == "" || a.String() == "@" {
+		return "unix"
+	}
+	return a.String()
+}
+
+// dialReason shortens a dial error to what the user needs ("connection refused").
+func dialReason(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var se *os.SyscallError
+		if errors.As(op.Err, &se) {
+			return se.Err.Error()
+		}
+		return op.Err.Error()
+	}
+	return err.Error()
+}

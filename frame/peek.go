@@ -1,0 +1,671 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// PeekLimit is how many payload bytes a peek looks at. Pyro4 writes the object id and the
+// method name at the start of an INVOKE payload (serpent and marshal tuples, and its json
+// dict), and a CONNECT payload is a small dict, so 1 KiB holds them with room for long
+// names while keeping the cost of a peek small and fixed. A peek never reads past it, so
+// it works on the payload prefix a Reader has buffered (Message.Payload).
+const PeekLimit = 1024
+
+// ErrCannotPeek is returned, wrapped with the reason, when a peek cannot tell the object
+// id or method from the payload prefix: a compressed payload, a serializer whose format
+// is not peeked (pickle, dill, cloudpickle, msgpack), a prefix too short to hold the
+// fields, or a payload that does not have the expected shape. Test with errors.Is.
+var ErrCannotPeek = errors.New("frame: cannot peek payload")
+
+// peekError is ErrCannotPeek with a reason and, for marshal, the *MarshalError behind it.
+type peekError struct {
+	reason string
+	cause  error
+}
+
+func (e *peekError) Error() string {
+	if e.cause != nil {
+		return ErrCannotPeek.Error() + ": " + e.reason + ": " + e.cause.Error()
+	}
+	return ErrCannotPeek.Error() + ": " + e.reason
+}
+
+func (e *peekError) Is(target error) bool { return target == ErrCannotPeek }
+func (e *peekError) Unwrap() error        { return e.cause }
+
+func cannotPeek(reason string) error { return &peekError{reason: reason} }
+
+var (
+	errPeekCompressed = cannotPeek("payload is compressed")
+	errPeekShort      = cannotPeek("payload prefix too short")
+	errPeekSerializer = [...]error{
+		Pickle:      cannotPeek("pickle payloads are not peeked"),
+		Dill:        cannotPeek("dill payloads are not peeked"),
+		Msgpack:     cannotPeek("msgpack payloads are not peeked"),
+		Cloudpickle: cannotPeek("cloudpickle payloads are not peeked"),
+	}
+)
+
+// peekWindow checks the flags and serializer and returns the bytes a peek may look at.
+func peekWindow(s Serializer, flags Flags, payload []byte) ([]byte, error) {
+	if flags&FlagCompressed != 0 {
+		return nil, errPeekCompressed
+	}
+	switch s {
+	case Serpent, JSON, Marshal:
+	default:
+		if int(s) < len(errPeekSerializer) && errPeekSerializer[s] != nil {
+			return nil, errPeekSerializer[s]
+		}
+		return nil, cannotPeek("unknown " + s.String())
+	}
+	return payload[:min(len(payload), PeekLimit)], nil
+}
+
+// PeekConnectObject returns the "object" field of a CONNECT payload, the dict
+// {"handshake": ..., "object": ...} that a Pyro4 proxy sends when config.METADATA is on
+// (the default), looking at no more than PeekLimit bytes. It returns an error wrapping
+// ErrCannotPeek when the field is absent or not a str, the payload cannot be peeked, or
+// the key occurs twice within the window (Python would use the last one). Keys that
+// follow the window are not seen.
+func PeekConnectObject(s Serializer, flags Flags, payload []byte) (string, error) {
+	w, err := peekWindow(s, flags, payload)
+	if err != nil {
+		return "", err
+	}
+	if s == Marshal {
+		return peekMarshalConnect(w)
+	}
+	sc := textScanner{b: w, json: s == JSON}
+	obj, _, err := sc.dictFields("object", "")
+	return obj, err
+}
+
+// PeekInvoke returns the object id and method name of an INVOKE payload, looking at no
+// more than PeekLimit bytes: the first two items of the serpent or marshal tuple
+// (object, method, args, kwargs), or the "object" and "method" fields of the json dict
+// (in any order; a key that occurs twice within the window is refused, as Python would
+// use the last one, and keys that follow the window are not seen). Errors wrap
+// ErrCannotPeek. A BATCH call's method is "<batch>" (the batched calls are in its args,
+// which are not peeked); for a KEEPSERIALIZED blob call DecodeBlobInfo on the BLBI
+// annotation gives object and method without touching the payload.
+func PeekInvoke(s Serializer, flags Flags, payload []byte) (object, method string, err error) {
+	w, err := peekWindow(s, flags, payload)
+	if err != nil {
+		return "", "", err
+	}
+	switch s {
+	case Marshal:
+		return peekMarshalInvoke(w)
+	case JSON:
+		sc := textScanner{b: w, json: true}
+		return sc.dictFields("object", "method")
+	}
+	sc := textScanner{b: w}
+	return sc.serpentTuple()
+}
+
+// --- marshal ---------------------------------------------------------------------------
+
+func marshalPeekError(err error) error {
+	var me *MarshalError
+	if errors.As(err, &me) && me.Err != nil {
+		return errPeekShort
+	}
+	return &peekError{reason: "unexpected marshal data", cause: err}
+}
+
+func peekMarshalInvoke(w []byte) (string, string, error) {
+	r := marshalReader{b: w}
+	n, err := r.tupleHead()
+	if err != nil {
+		return "", "", marshalPeekError(err)
+	}
+	if n != 4 {
+		return "", "", cannotPeek("marshal call is a tuple of " + strconv.Itoa(n) + " items, want 4")
+	}
+	obj, err := r.value()
+	if err != nil {
+		return "", "", marshalPeekError(err)
+	}
+	meth, err := r.value()
+	if err != nil {
+		return "", "", marshalPeekError(err)
+	}
+	if obj.kind != mkStr || meth.kind != mkStr {
+		return "", "", cannotPeek("marshal call's object id or method is not a str")
+	}
+	return obj.str(), meth.str(), nil
+}
+
+func peekMarshalConnect(w []byte) (string, error) {
+	r := marshalReader{b: w}
+	if len(w) == 0 {
+		return "", errPeekShort
+	}
+	if w[0]&^mFlagRef != mDict {
+		return "", cannotPeek("marshal handshake is not a dict")
+	}
+	if w[0]&mFlagRef != 0 {
+		r.reserve()
+	}
+	r.off = 1
+	var obj mval
+	found := false
+	for {
+		if r.off >= len(w) {
+			break // the window ends inside the dict
+		}
+		if w[r.off]&^mFlagRef == mNull {
+			r.off++
+			break
+		}
+		key, err := r.value()
+		if err != nil {
+			if found {
+				break
+			}
+			return "", marshalPeekError(err)
+		}
+		if r.off < len(w) && w[r.off]&^mFlagRef == mNull {
+			r.off++ // CPython drops a key without value and ends the dict
+			break
+		}
+		val, err := r.value()
+		if err != nil {
+			if found {
+				break
+			}
+			return "", marshalPeekError(err)
+		}
+		if key.equal("object") {
+			if found {
+				return "", cannotPeek(`"object" key occurs twice`)
+			}
+			if val.kind != mkStr {
+				return "", cannotPeek(`"object" is ` + val.kind.String() + ", want str")
+			}
+			obj, found = val, true
+		}
+	}
+	if !found {
+		if r.off >= len(w) {
+			return "", errPeekShort
+		}
+		return "", cannotPeek(`no "object" key`)
+	}
+	return obj.str(), nil
+}
+
+// --- serpent and json ------------------------------------------------------------------
+
+// textScanner reads a serpent (Python literal) or json text prefix.
+type textScanner struct {
+	b    []byte
+	off  int
+	json bool
+}
+
+// textLit is a string literal: its contents between the quotes, still escaped.
+type textLit struct {
+	raw []byte
+	esc bool // raw holds a backslash
+}
+
+var (
+	errPeekShape   = cannotPeek("payload does not have the expected shape")
+	errPeekLiteral = cannotPeek("unsupported string literal")
+)
+
+// space skips white space, and in serpent also comments (the "# serpent ..." header).
+func (sc *textScanner) space() {
+	for sc.off < len(sc.b) {
+		switch sc.b[sc.off] {
+		case ' ', '\t', '\n', '\r':
+			sc.off++
+		case '\f':
+			if sc.json {
+				return
+			}
+			sc.off++
+		case '#':
+			if sc.json {
+				return
+			}
+			for sc.off < len(sc.b) && sc.b[sc.off] != '\n' {
+				sc.off++
+			}
+		default:
+			return
+		}
+	}
+}
+
+// next skips space and returns the next byte without consuming it.
+func (sc *textScanner) next() (byte, bool) {
+	sc.space()
+	if sc.off >= len(sc.b) {
+		return 0, false
+	}
+	return sc.b[sc.off], true
+}
+
+// expect consumes the byte c after optional space.
+func (sc *textScanner) expect(c byte) error {
+	got, ok := sc.next()
+	if !ok {
+		return errPeekShort
+	}
+	if got != c {
+		return errPeekShape
+	}
+	sc.off++
+	return nil
+}
+
+// lit reads a string literal after optional space: a json string, or a Python str
+// literal in either quote style with an optional u prefix.
+func (sc *textScanner) lit() (textLit, error) {
+	c, ok := sc.next()
+	if !ok {
+		return textLit{}, errPeekShort
+	}
+	if !sc.json && (c == 'u' || c == 'U') {
+		sc.off++
+		if sc.off >= len(sc.b) {
+			return textLit{}, errPeekShort
+		}
+		c = sc.b[sc.off]
+		if c != '\'' && c != '"' {
+			return textLit{}, errPeekShape
+		}
+	}
+	if c != '"' && (sc.json || c != '\'') {
+		return textLit{}, errPeekShape
+	}
+	return sc.quoted(c)
+}
+
+// quoted reads a string literal whose opening quote q is at sc.off. Characters that
+// may not appear unescaped are checked by decode, for the strings that are used: in a
+// skipped value they would only make the whole payload invalid for Python too.
+func (sc *textScanner) quoted(q byte) (textLit, error) {
+	b := sc.b
+	start := sc.off + 1
+	esc := false
+	for i := start; ; {
+		j := bytes.IndexByte(b[i:], q)
+		if j < 0 {
+			return textLit{}, errPeekShort
+		}
+		if k := bytes.IndexByte(b[i:i+j], '\\'); k >= 0 {
+			esc = true
+			i += k + 2 // the escaped byte, whatever it is, does not end the string
+			if i > len(b) {
+				return textLit{}, errPeekShort
+			}
+			continue
+		}
+		end := i + j
+		sc.off = end + 1
+		if !sc.json && sc.off < len(b) && (b[sc.off] == '\'' || b[sc.off] == '"') {
+			// Triple quotes or implicit concatenation: serpent writes neither, and
+			// reading them as separate literals would misplace what follows.
+			return textLit{}, errPeekLiteral
+		}
+		return textLit{raw: b[start:end:end], esc: esc}, nil
+	}
+}
+
+// strValue reads a string literal and returns it decoded.
+func (sc *textScanner) strValue() (string, error) {
+	l, err := sc.lit()
+	if err != nil {
+		return "", err
+	}
+	return sc.decode(l)
+}
+
+func (sc *textScanner) decode(l textLit) (string, error) {
+	if !utf8.Valid(l.raw) {
+		return "", cannotPeek("string is not valid UTF-8")
+	}
+	for i := 0; i < len(l.raw); i++ {
+		switch c := l.raw[i]; {
+		case c == '\\':
+			i++
+		case c == '\n' || c == '\r' || (sc.json && c < 0x20):
+			return "", errPeekShape // not allowed unescaped in a string
+		}
+	}
+	if !l.esc {
+		return string(l.raw), nil
+	}
+	var buf [64]byte
+	out, err := sc.unescape(buf[:0], l.raw)
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// keyIs reports whether the literal l decodes to the ASCII string s.
+func (sc *textScanner) keyIs(l textLit, s string) bool {
+	if !l.esc {
+		return string(l.raw) == s
+	}
+	if len(l.raw) > 6*len(s) { // \u escapes are the longest, at most 6 bytes each for ASCII
+		return false
+	}
+	var buf [64]byte
+	out, err := sc.unescape(buf[:0], l.raw)
+	return err == nil && string(out) == s
+}
+
+func (sc *textScanner) unescape(dst, raw []byte) ([]byte, error) {
+	if sc.json {
+		return unescapeJSON(dst, raw)
+	}
+	return unescapePython(dst, raw)
+}
+
+// skipValue skips one value: up to a ',', ':' or closing bracket at nesting depth zero,
+// stepping over strings and comments. It does not validate the value.
+func (sc *textScanner) skipValue() error {
+	depth := 0
+	start := sc.off
+	for sc.off < len(sc.b) {
+		c := sc.b[sc.off]
+		switch {
+		case c == '"' || (c == '\'' && !sc.json):
+			if _, err := sc.quoted(c); err != nil {
+				return err
+			}
+			continue
+		case c == '#' && !sc.json:
+			sc.space()
+			continue
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case c == ')' || c == ']' || c == '}':
+			if depth == 0 {
+				if sc.off == start {
+					return errPeekShape
+				}
+				return nil
+			}
+			depth--
+		case c == ',' || c == ':':
+			// ':' ends a skipped dict key; after a value the caller refuses it.
+			if depth == 0 {
+				if sc.off == start {
+					return errPeekShape
+				}
+				return nil
+			}
+		}
+		sc.off++
+	}
+	return errPeekShort
+}
+
+// serpentTuple reads the start of a serpent call tuple ('obj','method',args,kwargs).
+func (sc *textScanner) serpentTuple() (string, string, error) {
+	if err := sc.expect('('); err != nil {
+		return "", "", err
+	}
+	obj, err := sc.strValue()
+	if err != nil {
+		return "", "", err
+	}
+	if err := sc.expect(','); err != nil {
+		return "", "", err
+	}
+	meth, err := sc.strValue()
+	if err != nil {
+		return "", "", err
+	}
+	if err := sc.expect(','); err != nil && err != errPeekShort {
+		return "", "", err
+	}
+	return obj, meth, nil
+}
+
+// dictFields scans the top-level dict for the str values of keys k1 and k2 (k2 may be
+// ""), as far as the window goes. Both must be found; a key found twice is an error.
+func (sc *textScanner) dictFields(k1, k2 string) (v1, v2 string, err error) {
+	if err := sc.expect('{'); err != nil {
+		return "", "", err
+	}
+	var l1, l2 textLit
+	var got1, got2 bool
+	done := func() bool { return got1 && (got2 || k2 == "") }
+	fail := func(err error) (string, string, error) {
+		if err == errPeekShort && done() {
+			return sc.finish(l1, l2, k2)
+		}
+		return "", "", err
+	}
+	for first := true; ; first = false {
+		c, ok := sc.next()
+		if !ok {
+			return fail(errPeekShort)
+		}
+		if c == '}' && (first || !sc.json) { // Python allows a trailing comma
+			sc.off++
+			break
+		}
+		key, err := sc.lit()
+		isStr := err == nil
+		if err == errPeekShape && !sc.json {
+			// A key that is not a str (an int or True, say): skip it.
+			err = sc.skipValue()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if err := sc.expect(':'); err != nil {
+			return fail(err)
+		}
+		var dst *textLit
+		var seen *bool
+		switch {
+		case isStr && sc.keyIs(key, k1):
+			dst, seen = &l1, &got1
+		case isStr && k2 != "" && sc.keyIs(key, k2):
+			dst, seen = &l2, &got2
+		}
+		if dst != nil {
+			if *seen {
+				return "", "", cannotPeek("a key occurs twice")
+			}
+			v, err := sc.lit()
+			if err != nil {
+				if err == errPeekShape {
+					err = cannotPeek("the object id or method is not a string")
+				}
+				return fail(err)
+			}
+			*dst, *seen = v, true
+		} else if err := sc.skipValue(); err != nil {
+			return fail(err)
+		}
+		c, ok = sc.next()
+		if !ok {
+			return fail(errPeekShort)
+		}
+		sc.off++
+		if c == '}' {
+			break
+		}
+		if c != ',' {
+			return "", "", errPeekShape
+		}
+	}
+	if !done() {
+		if k2 == "" {
+			return "", "", cannotPeek(`no "` + k1 + `" key`)
+		}
+		return "", "", cannotPeek(`no "` + k1 + `" or "` + k2 + `" key`)
+	}
+	return sc.finish(l1, l2, k2)
+}
+
+func (sc *textScanner) finish(l1, l2 textLit, k2 string) (string, string, error) {
+	v1, err := sc.decode(l1)
+	if err != nil {
+		return "", "", err
+	}
+	if k2 == "" {
+		return v1, "", nil
+	}
+	v2, err := sc.decode(l2)
+	if err != nil {
+		return "", "", err
+	}
+	return v1, v2, nil
+}
+
+// unescapePython appends the value of a Python str literal's contents to dst.
+func unescapePython(dst, raw []byte) ([]byte, error) {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		if i >= len(raw) {
+			return nil, errPeekLiteral
+		}
+		c = raw[i]
+		switch c {
+		case '\n':
+		case '\r':
+			if i+1 < len(raw) && raw[i+1] == '\n' {
+				i++
+			}
+		case '\\', '\'', '"':
+			dst = append(dst, c)
+		case 'a':
+			dst = append(dst, '\a')
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'v':
+			dst = append(dst, '\v')
+		case '0', '1', '2', '3', '4', '5', '6', '7':
+			v := rune(c - '0')
+			for k := 0; k < 2 && i+1 < len(raw) && raw[i+1] >= '0' && raw[i+1] <= '7'; k++ {
+				i++
+				v = v*8 + rune(raw[i]-'0')
+			}
+			dst = utf8.AppendRune(dst, v)
+		case 'x', 'u', 'U':
+			n := 2
+			if c == 'u' {
+				n = 4
+			} else if c == 'U' {
+				n = 8
+			}
+			v, ok := hexRune(raw, i+1, n)
+			if !ok || v > utf8.MaxRune || (v >= 0xD800 && v < 0xE000) {
+				// Lone surrogates (even paired ones: Python does not combine them in a
+				// str literal) have no UTF-8 form.
+				return nil, errPeekLiteral
+			}
+			i += n
+			dst = utf8.AppendRune(dst, v)
+		case 'N':
+			return nil, errPeekLiteral // \N{name}: serpent never writes it
+		default:
+			// Python keeps unknown escapes as they are.
+			dst = append(dst, '\\')
+			i--
+		}
+	}
+	return dst, nil
+}
+
+// unescapeJSON appends the value of a json string's contents to dst.
+func unescapeJSON(dst, raw []byte) ([]byte, error) {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		if i >= len(raw) {
+			return nil, errPeekLiteral
+		}
+		switch c = raw[i]; c {
+		case '"', '\\', '/':
+			dst = append(dst, c)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			v, ok := hexRune(raw, i+1, 4)
+			if !ok {
+				return nil, errPeekLiteral
+			}
+			i += 4
+			if v >= 0xD800 && v < 0xE000 {
+				// A high surrogate must be followed by an escaped low one.
+				if v >= 0xDC00 || i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+					return nil, errPeekLiteral
+				}
+				lo, ok := hexRune(raw, i+3, 4)
+				if !ok || lo < 0xDC00 || lo >= 0xE000 {
+					return nil, errPeekLiteral
+				}
+				i += 6
+				v = 0x10000 + (v-0xD800)<<10 + (lo - 0xDC00)
+			}
+			dst = utf8.AppendRune(dst, v)
+		default:
+			return nil, errPeekLiteral
+		}
+	}
+	return dst, nil
+}
+
+// hexRune parses n hex digits at b[i:].
+func hexRune(b []byte, i, n int) (rune, bool) {
+	if i+n > len(b) {
+		return 0, false
+	}
+	var v rune
+	for _, c := range b[i : i+n] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | rune(c)
+	}
+	return v, true
+}

@@ -1,0 +1,129 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
+)
+
+// proxy is a dispatcher running in the test process.
+type proxy struct {
+	srv  *dispatch.Server
+	addr string // first listen address, "HOST:PORT" or "unix:/path"
+	logs *observer.ObservedLogs
+}
+
+// startProxy runs a dispatcher on 127.0.0.1:0 in front of backend (any dispatch address
+// form). mutate may change the configuration before it starts (its listen addresses
+// too). Every log line is recorded in logs, and written to the test log when
+// PYRO_DISPATCH_TEST_LOG is set. The dispatcher is shut down when the test ends.
+func startProxy(t testing.TB, backend string, mutate func(*dispatch.Config)) *proxy {
+	t.Helper()
+	cfg := dispatch.Defaults()
+	cfg.Log.Level = "debug"
+	cfg.Listeners = []dispatch.ListenerConfig{{Name: "test", Listen: dispatch.StringList{"127.0.0.1:0"}, Backend: backend}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	if os.Getenv("PYRO_DISPATCH_TEST_LOG") != "" {
+		log = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
+	}
+	srv, err := dispatch.NewServer(cfg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	a := srv.Addrs()[0]
+	addr := a.String()
+	if a.Network() == "unix" {
+		addr = "unix:" + addr
+	}
+	return &proxy{srv: srv, addr: addr, logs: logs}
+}
+
+// uri returns the Pyro4 URI of object id through the dispatcher.
+func (p *proxy) uri(object string) string { return pyroURI(object, p.addr) }
+
+// pyroURI returns the Pyro4 URI of object at a dispatch-style address.
+func pyroURI(object, addr string) string {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return "PYRO:" + object + "@./u:" + path
+	}
+	return "PYRO:" + object + "@" + addr
+}
+
+// waitLog waits up to 5 s for a log line whose message contains msg and whose fields
+// contain every key=value in fields (values compared as printed by %v), and returns it.
+func (p *proxy) waitLog(t testing.TB, msg string, fields map[string]string) observer.LoggedEntry {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, e := range p.logs.All() {
+			if strings.Contains(e.Message, msg) && fieldsMatch(e, fields) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			var seen []string
+			for _, e := range p.logs.All() {
+				b, _ := json.Marshal(e.ContextMap())
+				seen = append(seen, e.Message+" "+string(b))
+			}
+			t.Fatalf("no log line %q with %v; lines:\n%s", msg, fields, strings.Join(seen, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fieldsMatch(e observer.LoggedEntry, fields map[string]string) bool {
+	ctx := e.ContextMap()
+	for k, want := range fields {
+		got, ok := ctx[k]
+		if !ok || !strings.Contains(toString(got), want) {
+			return false
+		}
+	}
+	return true
+}
+
+func toString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return strings.Trim(string(b), `"`)
+}
+
+// script returns the Python source of interop/testdata/NAME.
+func script(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// pyroTestdata makes sure real Pyro4 is there before a test starts anything.
+func requirePyro4(t testing.TB) { pyro4test.Python(t) }
