@@ -42,7 +42,7 @@ vectors: deps
 	$(GO) run ./internal/capture/gen -out frame/testdata/vectors.jsonl
 
 demo: deps build
-	@echo "demo: see issue 3 (session forwarding)"
+	./scripts/demo.sh
 
 clean:
 	rm -rf bin

@@ -25,7 +25,7 @@ func fixedBackend(tb testing.TB) net.Listener {
 			go func() {
 				defer c.Close()
 				r := frame.NewReader(c, 0, frame.Limits{})
-				var head, big []byte
+				var head []byte
 				var iov [2][]byte
 				var bufs net.Buffers
 				for {
@@ -48,22 +48,7 @@ func fixedBackend(tb testing.TB) net.Listener {
 						}
 						continue
 					}
-					if m.Header.DataLen > 64<<10 {
-						// Like a Pyro4 daemon: the whole request first, then the reply.
-						if r.Discard(&m) != nil {
-							return
-						}
-						if len(big) < h.DataLen {
-							big = make([]byte, h.DataLen)
-						}
-						head, _ = frame.AppendHead(head[:0], h, nil)
-						iov = [2][]byte{head, big[:h.DataLen]}
-						bufs = iov[:] // WriteTo consumes bufs
-						if _, err := bufs.WriteTo(c); err != nil {
-							return
-						}
-						continue
-					}
+					// Like a Pyro4 daemon: the whole request first, then the reply.
 					if r.ReadRest(&m) != nil {
 						return
 					}

@@ -85,6 +85,10 @@ func (s *Session) run() {
 func (s *Session) handshake() bool {
 	s.setClientDeadline(s.srv.cfg.Timeouts.Header)
 	m, err := s.cr.Next()
+	if errors.Is(err, io.EOF) {
+		s.log.Debug("client closed before CONNECT") // a port probe or health check
+		return false
+	}
 	if err != nil {
 		s.logEnd(fmt.Errorf("reading CONNECT: %w", err))
 		return false

@@ -1,0 +1,148 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestForwardSmallAndLarge(t *testing.T) {
+	be := fixedBackend(t)
+	_, addr := startProxy(t, be.Addr().String(), nil)
+	g := dialClient(t, addr)
+	for _, size := range []int{0, 10, 64 << 10, 64<<10 + 1, 3 << 20} {
+		payload := bytes.Repeat([]byte{'a' + byte(size%26)}, size)
+		g.send(t, frame.Invoke, 0, nil, payload)
+		m, err := g.r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.r.ReadRest(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Type != frame.Result || m.Header.Seq != g.seq || !bytes.Equal(m.Payload, payload) {
+			t.Fatalf("size %d: got %+v, %d payload bytes", size, m.Header, len(m.Payload))
+		}
+	}
+	// A oneway call gets no reply; the next call still lines up.
+	g.send(t, frame.Invoke, frame.FlagOneway, nil, []byte("x"))
+	if h := g.call(t, frame.Ping, 0, nil, []byte("ping")); h.Type != frame.Ping {
+		t.Fatalf("ping answered with %v", h.Type)
+	}
+}
+
+// A backend that answers with the wrong seq has a broken stream: the client gets a Pyro4
+// CommunicationError for its call and the connection is closed.
+func TestReplySeqMismatch(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := frame.NewReader(c, 0, frame.Limits{})
+		for i := 0; ; i++ {
+			m, err := r.Next()
+			if err != nil || r.Discard(&m) != nil {
+				return
+			}
+			h := frame.Header{Type: frame.ConnectOK, Seq: m.Header.Seq, Serializer: m.Header.Serializer}
+			if i > 0 {
+				h.Type, h.Seq = frame.Result, m.Header.Seq+1
+			}
+			c.Write(frame.AppendMessage(nil, h, nil, []byte("x")))
+		}
+	}()
+	_, addr := startProxy(t, ln.Addr().String(), nil)
+	g := dialClient(t, addr)
+	g.send(t, frame.Invoke, 0, nil, []byte("call"))
+	m, err := g.r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.r.ReadRest(&m); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Header.Flags.Has(frame.FlagException) || m.Header.Seq != g.seq ||
+		!bytes.Contains(m.Payload, []byte("pyro-dispatch: backend")) || !bytes.Contains(m.Payload, []byte("out of step")) {
+		t.Fatalf("got %+v %q", m.Header, m.Payload)
+	}
+	g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := g.r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("connection not closed after a broken backend stream: %v", err)
+	}
+}
+
+// Shutdown lets a call in flight finish, closes idle clients and leaves no goroutine.
+func TestShutdownDrains(t *testing.T) {
+	gate := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := frame.NewReader(c, 0, frame.Limits{})
+				for {
+					m, err := r.Next()
+					if err != nil || r.Discard(&m) != nil {
+						return
+					}
+					h := frame.Header{Type: frame.ConnectOK, Seq: m.Header.Seq, Serializer: m.Header.Serializer}
+					if m.Header.Type == frame.Invoke {
+						<-gate // a slow call
+						h.Type = frame.Result
+					}
+					c.Write(frame.AppendMessage(nil, h, nil, []byte("done")))
+				}
+			}()
+		}
+	}()
+	srv, addr := startProxy(t, ln.Addr().String(), nil)
+	busy, idle := dialClient(t, addr), dialClient(t, addr)
+	busy.send(t, frame.Invoke, 0, nil, []byte("slow"))
+	time.Sleep(50 * time.Millisecond) // the call reaches the backend
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle client not closed on shutdown: %v", err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Fatal("still accepting during shutdown")
+	}
+	close(gate)
+	m, err := busy.r.Next()
+	if err != nil || m.Header.Type != frame.Result || string(m.Payload) != "done" {
+		t.Fatalf("in-flight call lost on shutdown: %+v %v", m.Header, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
