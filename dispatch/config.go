@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -27,7 +28,25 @@ type ListenerConfig struct {
 	Name    string     `yaml:"name"`
 	Listen  StringList `yaml:"listen"`  // "HOST:PORT", "[::1]:PORT" or "unix:/path"
 	Backend string     `yaml:"backend"` // same address forms
-	Mode    string     `yaml:"mode"`    // "session" (the default)
+	Mode    string     `yaml:"mode"`    // "session" (the default) or "pooled"
+	// Affinity lists object ids (path.Match patterns such as "session.*") whose clients
+	// keep one upstream connection for their whole life in pooled mode.
+	Affinity []string   `yaml:"affinity,omitempty"`
+	Pool     PoolConfig `yaml:"pool"`
+}
+
+// PoolConfig sizes the upstream connection pools of a pooled listener. There is one pool
+// per distinct handshake (serializer, flags, CONNECT payload and annotations).
+type PoolConfig struct {
+	MaxOpen        int           `yaml:"max_open"`        // connections per pool
+	MaxIdle        int           `yaml:"max_idle"`        // idle connections kept per pool
+	Warm           int           `yaml:"warm"`            // idle connections kept ready per pool
+	MaxWaiters     int           `yaml:"max_waiters"`     // calls queued for a connection
+	WaitTimeout    time.Duration `yaml:"wait_timeout"`    // a call waits this long for a connection
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`    // idle upstream connections closed after this
+	MaxLifetime    time.Duration `yaml:"max_lifetime"`    // upstream connections closed at this age (0: never)
+	HealthInterval time.Duration `yaml:"health_interval"` // idle connections PINGed after this long unused
+	Handshakes     int           `yaml:"handshakes"`      // distinct handshakes (and pools) remembered
 }
 
 // LimitsConfig bounds what clients may do.
@@ -63,11 +82,23 @@ const (
 	DefaultHeaderTimeout   = 10 * time.Second
 	DefaultDialTimeout     = 5 * time.Second
 	DefaultDrainTimeout    = 15 * time.Second
+	DefaultPoolMaxOpen     = 16
+	DefaultPoolWait        = 5 * time.Second
+	DefaultPoolIdle        = 5 * time.Minute
+	DefaultPoolHealth      = 30 * time.Second
+	DefaultHandshakes      = 1024
 )
+
+// DefaultPool returns the pool settings used where a listener gives none.
+func DefaultPool() PoolConfig {
+	return PoolConfig{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
+		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes}
+}
 
 // Mode names.
 const (
-	ModeSession = "session"
+	ModeSession = "session" // one upstream connection per client connection
+	ModePooled  = "pooled"  // shared upstream connections, leased per call
 )
 
 // Defaults returns a configuration with every default filled in and no listeners.
@@ -181,9 +212,17 @@ func (c *Config) Validate() error {
 		switch l.Mode {
 		case "":
 			l.Mode = ModeSession
-		case ModeSession:
+		case ModeSession, ModePooled:
 		default:
-			return fieldErr(key+".mode", "unknown mode %q (want %q)", l.Mode, ModeSession)
+			return fieldErr(key+".mode", "unknown mode %q (want %q or %q)", l.Mode, ModeSession, ModePooled)
+		}
+		for j, pat := range l.Affinity {
+			if _, err := path.Match(pat, ""); err != nil {
+				return fieldErr(fmt.Sprintf("%s.affinity[%d]", key, j), "bad pattern %q: %v", pat, err)
+			}
+		}
+		if err := l.Pool.fill(key + ".pool"); err != nil {
+			return err
 		}
 	}
 	lim := c.Limits
@@ -212,6 +251,46 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		return fieldErr("log.format", "unknown format %q (want console or json)", c.Log.Format)
+	}
+	return nil
+}
+
+// fill puts defaults into unset pool fields and checks the others.
+func (p *PoolConfig) fill(key string) error {
+	d := DefaultPool()
+	for name, v := range map[string]*int{"max_open": &p.MaxOpen, "max_idle": &p.MaxIdle, "max_waiters": &p.MaxWaiters, "handshakes": &p.Handshakes, "warm": &p.Warm} {
+		if *v < 0 {
+			return fieldErr(key+"."+name, "must not be negative")
+		}
+	}
+	for name, v := range map[string]*time.Duration{"wait_timeout": &p.WaitTimeout, "idle_timeout": &p.IdleTimeout, "max_lifetime": &p.MaxLifetime, "health_interval": &p.HealthInterval} {
+		if *v < 0 {
+			return fieldErr(key+"."+name, "must not be negative")
+		}
+	}
+	if p.MaxOpen == 0 {
+		p.MaxOpen = d.MaxOpen
+	}
+	if p.MaxIdle == 0 || p.MaxIdle > p.MaxOpen {
+		p.MaxIdle = p.MaxOpen
+	}
+	if p.Warm > p.MaxIdle {
+		return fieldErr(key+".warm", "%d is more than max_idle %d", p.Warm, p.MaxIdle)
+	}
+	if p.MaxWaiters == 0 {
+		p.MaxWaiters = d.MaxWaiters
+	}
+	if p.WaitTimeout == 0 {
+		p.WaitTimeout = d.WaitTimeout
+	}
+	if p.IdleTimeout == 0 {
+		p.IdleTimeout = d.IdleTimeout
+	}
+	if p.HealthInterval == 0 {
+		p.HealthInterval = d.HealthInterval
+	}
+	if p.Handshakes == 0 {
+		p.Handshakes = d.Handshakes
 	}
 	return nil
 }

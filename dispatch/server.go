@@ -45,7 +45,10 @@ type listener struct {
 	name string
 	addr string // as configured
 	net.Listener
-	router Router
+	router     Router
+	pooled     bool
+	handshakes *handshakes // pooled mode: shared by the listener's addresses
+	affinity   []string    // pooled mode: object patterns pinned to one upstream
 }
 
 // NewServer checks cfg and prepares a server; nothing listens before Start. Each
@@ -82,8 +85,16 @@ func NewServer(cfg Config, log *zap.Logger, routers map[string]Router) (*Server,
 			}
 			r = sr
 		}
+		var hs *handshakes
+		if lc.Mode == ModePooled {
+			var err error
+			if hs, err = newHandshakes(lc.Pool, cfg.Timeouts.Dial, log); err != nil {
+				return nil, err
+			}
+		}
 		for _, a := range lc.Listen {
-			s.listeners = append(s.listeners, &listener{name: lc.Name, addr: a, router: r})
+			s.listeners = append(s.listeners, &listener{name: lc.Name, addr: a, router: r,
+				pooled: hs != nil, handshakes: hs, affinity: lc.Affinity})
 		}
 	}
 	return s, nil
@@ -244,6 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessionWG.Wait()
 		close(done)
 	}()
+	defer s.closePools()
 	select {
 	case <-done:
 		return nil
@@ -258,6 +270,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-done
 		return ctx.Err()
+	}
+}
+
+// closePools closes the upstream pools of pooled listeners (once all sessions ended).
+func (s *Server) closePools() {
+	seen := map[*handshakes]bool{}
+	for _, l := range s.listeners {
+		if l.handshakes != nil && !seen[l.handshakes] {
+			seen[l.handshakes] = true
+			l.handshakes.close()
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,16 +15,13 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/pool"
 )
 
-// Pyro4 exception classes the dispatcher raises in clients.
-const (
-	classCommunicationError = "Pyro4.errors.CommunicationError"
-	classProtocolError      = "Pyro4.errors.ProtocolError"
-)
-
-// Session is one client connection and, in session mode, its own backend connection.
-// Its goroutine runs the whole life of the connection; the per-message path is this file.
+// Session is one client connection and its upstream: in session mode its own backend
+// connection for its whole life; in pooled mode a connection leased from the pool of its
+// handshake for each call, or for good once pinned. Its goroutine runs the whole life of
+// the connection; the per-message path is this file.
 type Session struct {
 	srv     *Server
 	ln      *listener
@@ -33,8 +31,14 @@ type Session struct {
 	log     *zap.Logger
 
 	target   Target
-	upstream net.Conn
+	upstream net.Conn // the current upstream: for the session, or for the call (pooled)
 	cr, ur   *frame.Reader
+
+	hs     *handshake // pooled mode: this client's handshake and its pool
+	lease  pool.Lease // pooled mode: the leased upstream (Conn nil when none)
+	pinned bool       // pooled mode: keep the lease until the client disconnects
+	// affinityUnknown: pooled mode, the CONNECT named no object; the first INVOKE decides.
+	affinityUnknown bool
 
 	head []byte              // scratch for a rewritten header and annotations
 	corr [frame.CorrLen]byte // the current call's correlation id
@@ -117,18 +121,24 @@ func (s *Session) handshake() bool {
 	}
 	s.target = target
 	s.log = s.log.With(zap.String("backend", target.Name))
+	if s.ln.pooled {
+		return s.handshakePooled(&m, target)
+	}
+	return s.handshakeSession(&m, target)
+}
+
+// handshakeSession dials the session's own backend connection, forwards the CONNECT and
+// relays the backend's answer.
+func (s *Session) handshakeSession(m *frame.Message, target Target) bool {
 	up, err := net.DialTimeout(target.Network, target.Address, s.srv.cfg.Timeouts.Dial)
 	if err != nil {
-		s.connectFail(&m, fmt.Sprintf("pyro-dispatch: backend %s unreachable: %v", target.Name, dialReason(err)))
+		s.connectFail(m, fmt.Sprintf("pyro-dispatch: backend %s unreachable: %v", target.Name, dialReason(err)))
 		return false
 	}
-	s.mu.Lock()
-	s.upstream = up
-	s.mu.Unlock()
-	s.ur = frame.NewReader(up, 0, s.srv.upstreamLimits)
+	s.setUpstream(up, frame.NewReader(up, 0, s.srv.upstreamLimits))
 
 	seq, ser := m.Header.Seq, m.Header.Serializer
-	corr, err := s.forwardRequest(&m)
+	corr, err := s.forwardRequest(m)
 	if err != nil {
 		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
 		return false
@@ -206,6 +216,14 @@ func (s *Session) relayCall() error {
 	if s.srv.accessLog && h.Type == frame.Invoke {
 		object, method = s.peekCall(&m)
 	}
+	if s.affinityUnknown && h.Type == frame.Invoke {
+		if obj, _, err := frame.PeekInvoke(h.Serializer, h.Flags, m.Payload); err == nil {
+			s.pinAffinity(obj)
+		}
+	}
+	if err := s.attach(); err != nil {
+		return s.refuseCall(&m, err)
+	}
 	corr, err := s.forwardRequest(&m)
 	s.setClientDeadline(0)
 	if err != nil {
@@ -216,6 +234,7 @@ func (s *Session) relayCall() error {
 		return s.upstreamLost(h, corr, err)
 	}
 	if oneway {
+		s.detach()
 		s.logCall(h, corr, object, method, start, "oneway", 0)
 		return nil
 	}
@@ -231,13 +250,70 @@ func (s *Session) relayCall() error {
 	if r.Header.Flags.Has(frame.FlagException) {
 		outcome = "exception"
 	}
+	if r.Header.Flags.Has(frame.FlagItemStreamResult) && s.lease.Conn != nil && !s.pinned {
+		// The backend keeps the item stream on this connection: so must the client.
+		s.pinned = true
+		s.log.Debug("pinned to its upstream connection: item stream", zap.Stringer("corr", corrID(corr)))
+	}
 	size := r.Header.DataLen
 	if err := s.forwardReply(&r); err != nil {
 		return fmt.Errorf("relaying reply: %w", err)
 	}
 	s.setUpstreamDeadline(0)
+	s.detach()
 	s.logCall(h, corr, object, method, start, outcome, size)
 	return nil
+}
+
+// attach makes sure the session has an upstream for a call: in pooled mode it leases one
+// unless the session is pinned to one already.
+func (s *Session) attach() error {
+	if !s.ln.pooled || s.lease.Conn != nil {
+		return nil
+	}
+	lease, err := s.hs.pool.Acquire(context.Background())
+	if errors.Is(err, pool.ErrClosed) { // the handshake was evicted from the cache
+		s.hs = s.ln.handshakes.renew(s.hs)
+		lease, err = s.hs.pool.Acquire(context.Background())
+	}
+	if err != nil {
+		return errors.New("pyro-dispatch: " + poolReason(err, s.target, s.hs.pool))
+	}
+	s.lease = lease
+	s.setUpstream(lease.Conn, lease.Reader)
+	return nil
+}
+
+// detach returns a clean leased upstream to the pool after a call, unless pinned.
+func (s *Session) detach() {
+	if s.lease.Conn == nil || s.pinned {
+		return
+	}
+	s.lease.Release()
+	s.lease = pool.Lease{}
+	s.setUpstream(nil, nil)
+}
+
+// refuseCall answers a request for which no upstream could be had with a Pyro4
+// CommunicationError; the client connection stays usable.
+func (s *Session) refuseCall(m *frame.Message, why error) error {
+	corr, _ := m.Annotations.Lookup(frame.CORR)
+	n := copy(s.corr[:], corr)
+	if err := s.cr.Discard(m); err != nil {
+		return fmt.Errorf("reading request: %w", err)
+	}
+	s.setClientDeadline(0)
+	if m.Header.Type == frame.Ping || !m.Header.Flags.Has(frame.FlagOneway) {
+		s.sendException(m.Header, s.corr[:n], frame.ExcCommunicationError, why.Error())
+	}
+	s.log.Warn("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
+	return nil
+}
+
+func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
+	s.mu.Lock()
+	s.upstream, s.ur = c, r
+	s.mu.Unlock()
 }
 
 // forwardRequest sends the client's message m to the backend with a correlation id added
@@ -299,13 +375,22 @@ func (e *copyError) Error() string { return e.err.Error() }
 func (e *copyError) Unwrap() error { return e.err }
 
 // upstreamLost answers a request whose backend failed with a Pyro4 CommunicationError
-// (unless it was oneway), then ends the session: its backend connection is unusable.
+// (unless it was oneway). In session mode it then ends the session, whose backend
+// connection is unusable; in pooled mode the leased connection is closed and the client
+// carries on with the next call on another one.
 func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
 	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.target.Name, err)
-	if h.Type == frame.Invoke && !h.Flags.Has(frame.FlagOneway) {
-		s.sendException(h, corr, classCommunicationError, reason)
+	if h.Type == frame.Ping || !h.Flags.Has(frame.FlagOneway) {
+		s.sendException(h, corr, frame.ExcCommunicationError, reason)
 	}
-	return errors.New(reason)
+	if s.lease.Conn == nil {
+		return errors.New(reason)
+	}
+	s.lease.Destroy()
+	s.lease, s.pinned, s.upDeadline = pool.Lease{}, false, false
+	s.setUpstream(nil, nil)
+	s.log.Warn("upstream connection lost during a call", zap.Error(err), zap.Stringer("corr", corrID(corr)))
+	return nil
 }
 
 // connectFail answers the CONNECT m with a CONNECTFAIL carrying reason.
@@ -427,9 +512,14 @@ func (s *Session) wakeIfIdle() {
 	s.mu.Unlock()
 }
 
+// closeAll closes the client and its upstream: a pinned or mid-call lease is destroyed,
+// never pooled, so the backend releases what it kept for that connection.
 func (s *Session) closeAll() {
 	s.client.Close()
-	if s.upstream != nil {
+	switch {
+	case s.lease.Conn != nil:
+		s.lease.Destroy()
+	case s.upstream != nil:
 		s.upstream.Close()
 	}
 	s.srv.release(s)

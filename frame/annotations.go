@@ -106,3 +106,14 @@ func AppendAnnotation(dst []byte, id ChunkID, value []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(value)))
 	return append(dst, value...)
 }
+
+// AppendWithout appends to dst every chunk of a except those with the given id, and
+// returns the extended slice. Malformed trailing bytes are dropped.
+func (a Annotations) AppendWithout(dst []byte, id ChunkID) []byte {
+	for it := a.Iter(); it.Next(); {
+		if it.ID() != id {
+			dst = AppendAnnotation(dst, it.ID(), it.Value())
+		}
+	}
+	return dst
+}

@@ -90,3 +90,14 @@ func BenchmarkAnnotationLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendWithout(t *testing.T) {
+	a := chunks("CORR", "0123456789abcdef", "ROUT", "east", "CORR", "x")
+	got := Annotations(a.AppendWithout(nil, CORR))
+	if !bytes.Equal(got, chunks("ROUT", "east")) {
+		t.Fatalf("got %q", got)
+	}
+	if out := Annotations(nil).AppendWithout([]byte("k"), CORR); string(out) != "k" {
+		t.Fatalf("got %q", out)
+	}
+}

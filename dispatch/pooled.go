@@ -1,0 +1,289 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/pool"
+)
+
+// hsKey identifies a handshake. Pools and cached CONNECT replies are per key, so a
+// backend's validateHandshake decision is never reused for a different handshake.
+type hsKey struct {
+	target     Target
+	serializer frame.Serializer
+	flags      frame.Flags
+	sum        [sha256.Size]byte // of the CONNECT payload and its annotations but CORR
+}
+
+// handshake is one distinct handshake with a backend: the CONNECT to repeat on every new
+// upstream connection, the backend's first CONNECTOK, and the pool of connections made
+// with it.
+type handshake struct {
+	key     hsKey
+	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial)
+	pool    *pool.Pool
+
+	mu    sync.Mutex
+	reply *storedReply // the first CONNECTOK, nil before one arrived
+}
+
+// storedReply is a backend message kept to answer clients: its CORR chunk removed, since
+// each client gets its own.
+type storedReply struct {
+	header  frame.Header
+	ann     frame.Annotations
+	payload []byte
+}
+
+// rejectedError is a CONNECTFAIL from the backend, relayed to the client, never cached.
+type rejectedError struct{ reply storedReply }
+
+func (e *rejectedError) Error() string { return "backend rejected the handshake" }
+
+// handshakes is a listener's LRU of handshakes; evicting one closes its pool.
+type handshakes struct {
+	cache *lru.Cache[hsKey, *handshake]
+	cfg   PoolConfig
+	dial  time.Duration
+	log   *zap.Logger
+}
+
+func newHandshakes(cfg PoolConfig, dial time.Duration, log *zap.Logger) (*handshakes, error) {
+	hs := &handshakes{cfg: cfg, dial: dial, log: log}
+	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.pool.Close() })
+	if err != nil {
+		return nil, err
+	}
+	hs.cache = cache
+	return hs, nil
+}
+
+// keyOf computes the handshake key of a client's CONNECT m (payload fully buffered).
+func keyOf(target Target, m *frame.Message) hsKey {
+	d := sha256.New()
+	d.Write(m.Payload)
+	d.Write([]byte{0})
+	d.Write(m.Annotations.AppendWithout(nil, frame.CORR))
+	k := hsKey{target: target, serializer: m.Header.Serializer, flags: m.Header.Flags}
+	d.Sum(k.sum[:0])
+	return k
+}
+
+// get returns the handshake for the client's CONNECT m, creating it and its pool when new.
+func (hs *handshakes) get(target Target, m *frame.Message) *handshake {
+	key := keyOf(target, m)
+	return hs.getOrAdd(key, func() *handshake { return hs.build(key, m) })
+}
+
+// renew returns the live handshake for h's key after h's pool was closed by eviction.
+func (hs *handshakes) renew(h *handshake) *handshake {
+	return hs.getOrAdd(h.key, func() *handshake {
+		n := &handshake{key: h.key, connect: h.connect}
+		n.pool = hs.newPool(n)
+		return n
+	})
+}
+
+func (hs *handshakes) getOrAdd(key hsKey, build func() *handshake) *handshake {
+	if h, ok := hs.cache.Get(key); ok {
+		return h
+	}
+	h := build()
+	if prev, ok, _ := hs.cache.PeekOrAdd(key, h); ok {
+		h.pool.Close() // lost a race with another client's identical handshake
+		return prev
+	}
+	return h
+}
+
+func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
+	h := &handshake{key: key}
+	hdr := m.Header
+	hdr.Seq = 0
+	h.connect, _ = frame.AppendHead(nil, hdr, m.Annotations.AppendWithout(nil, frame.CORR))
+	h.connect = append(h.connect, m.Payload...)
+	h.pool = hs.newPool(h)
+	return h
+}
+
+func (hs *handshakes) newPool(h *handshake) *pool.Pool {
+	c := hs.cfg
+	return pool.New(pool.Config{
+		Dial:           h.dial,
+		Serializer:     h.key.serializer,
+		MaxOpen:        c.MaxOpen,
+		MaxIdle:        c.MaxIdle,
+		Warm:           c.Warm,
+		MaxWaiters:     c.MaxWaiters,
+		WaitTimeout:    c.WaitTimeout,
+		DialTimeout:    hs.dial,
+		IdleTimeout:    c.IdleTimeout,
+		MaxLifetime:    c.MaxLifetime,
+		HealthInterval: c.HealthInterval,
+	})
+}
+
+// close closes every pool.
+func (hs *handshakes) close() { hs.cache.Purge() }
+
+// cached returns the stored CONNECTOK, or nil.
+func (h *handshake) cached() *storedReply {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reply
+}
+
+// dial opens an upstream connection and performs this handshake on it (pool.Config.Dial).
+func (h *handshake) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, h.key.target.Network, h.key.target.Address)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s unreachable: %s", h.key.target.Name, dialReason(err))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	reply, err := h.exchange(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	h.mu.Lock()
+	if h.reply == nil {
+		h.reply = reply
+	}
+	h.mu.Unlock()
+	return c, nil
+}
+
+// exchange sends the CONNECT on c and reads the answer.
+func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
+	hdr, err := frame.ParseHeader(h.connect)
+	if err != nil {
+		return nil, err
+	}
+	ann := frame.Annotations(h.connect[frame.HeaderSize : frame.HeaderSize+hdr.AnnLen])
+	var msg []byte
+	if id, err := uuid.NewRandom(); err == nil {
+		msg, _, _ = frame.AppendForward(nil, hdr, ann, 0, (*[frame.CorrLen]byte)(&id))
+	} else {
+		msg, _ = frame.AppendHead(nil, hdr, ann)
+	}
+	msg = append(msg, h.connect[frame.HeaderSize+hdr.AnnLen:]...)
+	if _, err := c.Write(msg); err != nil {
+		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.target.Name, err)
+	}
+	r := frame.NewReader(c, 0, frame.Limits{MaxMessageSize: 16 << 20})
+	m, err := r.Next()
+	if err == nil {
+		err = r.ReadRest(&m)
+	}
+	if err == nil && m.Header.Seq != 0 {
+		err = fmt.Errorf("CONNECT answered with seq %d", m.Header.Seq)
+	}
+	if err == nil && m.Header.Type != frame.ConnectOK && m.Header.Type != frame.ConnectFail {
+		err = fmt.Errorf("CONNECT answered with %v", m.Header.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.target.Name, err)
+	}
+	reply := &storedReply{
+		header:  m.Header,
+		ann:     m.Annotations.AppendWithout(nil, frame.CORR),
+		payload: append([]byte(nil), m.Payload...),
+	}
+	if m.Header.Type == frame.ConnectFail {
+		return nil, &rejectedError{reply: *reply}
+	}
+	return reply, nil
+}
+
+// handshakePooled answers the client's CONNECT m from the handshake cache, performing the
+// handshake upstream on a new pooled connection on a miss.
+func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
+	h := s.ln.handshakes.get(target, m)
+	s.hs = h
+	reply := h.cached()
+	if reply == nil {
+		lease, err := h.pool.Acquire(context.Background())
+		if err != nil {
+			var rej *rejectedError
+			if errors.As(err, &rej) {
+				s.sendStored(&rej.reply, m)
+				s.log.Info("backend rejected the handshake")
+				return false
+			}
+			s.connectFail(m, "pyro-dispatch: "+poolReason(err, target, h.pool))
+			return false
+		}
+		lease.Release()
+		reply = h.cached()
+	}
+	s.sendStored(reply, m)
+	if len(s.ln.affinity) > 0 {
+		obj, err := frame.PeekConnectObject(m.Header.Serializer, m.Header.Flags, m.Payload)
+		if err != nil {
+			s.affinityUnknown = true // decided by the first INVOKE's object instead
+		} else {
+			s.pinAffinity(obj)
+		}
+	}
+	s.log.Debug("connected (pooled)", zap.Stringer("serializer", m.Header.Serializer), zap.Bool("pinned", s.pinned))
+	return true
+}
+
+// pinAffinity pins the session when object matches one of the listener's affinity
+// patterns: its calls then keep one upstream connection, as on a direct connection.
+func (s *Session) pinAffinity(object string) {
+	s.affinityUnknown = false
+	for _, pat := range s.ln.affinity {
+		if ok, _ := path.Match(pat, object); ok {
+			s.pinned = true
+			s.log.Debug("pinned to one upstream connection: affinity", zap.String("object", object), zap.String("pattern", pat))
+			return
+		}
+	}
+}
+
+// sendStored answers the client's message m with a stored backend reply, carrying m's seq
+// and m's correlation id.
+func (s *Session) sendStored(r *storedReply, m *frame.Message) {
+	h := r.header
+	h.Seq = m.Header.Seq
+	ann := r.ann
+	if corr, ok := m.Annotations.Lookup(frame.CORR); ok {
+		ann = frame.AppendAnnotation(append(frame.Annotations(nil), r.ann...), frame.CORR, corr)
+	}
+	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
+	if _, err := s.client.Write(frame.AppendMessage(nil, h, ann, r.payload)); err != nil {
+		s.log.Debug("could not send the handshake reply", zap.Error(err))
+	}
+	s.client.SetWriteDeadline(time.Time{})
+}
+
+// poolReason explains a failed Acquire to a client.
+func poolReason(err error, target Target, p *pool.Pool) string {
+	var de *pool.DialError
+	switch {
+	case errors.As(err, &de):
+		return de.Err.Error()
+	case errors.Is(err, pool.ErrWaitTimeout), errors.Is(err, pool.ErrTooManyWait):
+		st := p.Stats()
+		return fmt.Sprintf("no connection to backend %s free in time (%d open, %d waiting): %v", target.Name, st.Open, st.Waiting, err)
+	default:
+		return fmt.Sprintf("backend %s: %v", target.Name, err)
+	}
+}
