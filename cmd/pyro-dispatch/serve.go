@@ -29,6 +29,9 @@ type configFlags struct {
 	listen    []string
 	backend   string
 	mode      string
+	affinity  []string
+	poolOpen  int
+	poolWait  time.Duration
 	logLevel  string
 	logFormat string
 	access    bool
@@ -47,7 +50,10 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&c.file, "config", "c", "", "YAML configuration file")
 	fs.StringArrayVarP(&c.listen, "listen", "l", nil, "listen address: HOST:PORT, [::1]:PORT or unix:/path (repeatable)")
 	fs.StringVarP(&c.backend, "backend", "b", "", "backend Pyro4 daemon address: HOST:PORT, [::1]:PORT or unix:/path")
-	fs.StringVar(&c.mode, "mode", "", "listener mode: session")
+	fs.StringVar(&c.mode, "mode", "", "listener mode: session (one backend connection per client) or pooled (shared)")
+	fs.StringArrayVar(&c.affinity, "affinity", nil, "pooled mode: object id pattern whose clients keep one backend connection (repeatable)")
+	fs.IntVar(&c.poolOpen, "pool-max-open", dispatch.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
+	fs.DurationVar(&c.poolWait, "pool-wait-timeout", dispatch.DefaultPoolWait, "pooled mode: how long a call waits for a free backend connection")
 	fs.StringVar(&c.logLevel, "log-level", d.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", d.Log.Format, "log format: console or json")
 	fs.BoolVar(&c.access, "access-log", false, "log every call (correlation id, object, method, bytes, latency, outcome)")
@@ -84,8 +90,18 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 		if fs.Changed("backend") {
 			cfg.Listeners[i].Backend = c.backend
 		}
+		l := &cfg.Listeners[i]
 		if fs.Changed("mode") {
-			cfg.Listeners[i].Mode = c.mode
+			l.Mode = c.mode
+		}
+		if fs.Changed("affinity") {
+			l.Affinity = c.affinity
+		}
+		if fs.Changed("pool-max-open") {
+			l.Pool.MaxOpen = c.poolOpen
+		}
+		if fs.Changed("pool-wait-timeout") {
+			l.Pool.WaitTimeout = c.poolWait
 		}
 	}
 	set := func(name string, apply func()) {
