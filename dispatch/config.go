@@ -135,13 +135,13 @@ func ParseConfig(data []byte) (Config, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlError(err)
+		return Config{}, yamlError(err, nil)
 	}
 	if root.Kind != 0 {
 		strict := yaml.NewDecoder(bytes.NewReader(data))
 		strict.KnownFields(true)
 		if err := strict.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return Config{}, yamlError(err)
+			return Config{}, yamlError(err, &root)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -154,11 +154,65 @@ func ParseConfig(data []byte) (Config, error) {
 	return cfg, nil
 }
 
-// yamlError shortens yaml.v3's messages ("yaml: unmarshal errors:\n  line 3: ...").
-func yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	return errors.New(strings.Join(strings.Fields(msg), " "))
+// yamlError shortens yaml.v3's messages ("yaml: unmarshal errors:\n  line 3: ...") and,
+// given the document's tree, names the key of a bad value as FieldError does
+// ("line 3: timeouts.idle: cannot unmarshal ..."): yaml.v3 gives only the line.
+func yamlError(err error, root *yaml.Node) error {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = append([]string(nil), te.Errors...)
+	}
+	for i, m := range msgs {
+		m = strings.Join(strings.Fields(m), " ")
+		if rest, ok := strings.CutPrefix(m, "line "); ok && root != nil {
+			num, msg, _ := strings.Cut(rest, ": ")
+			// "field x not found" already names the key.
+			if line, err := strconv.Atoi(num); err == nil && !strings.HasPrefix(msg, "field ") {
+				if key := keyAtLine(root, line); key != "" {
+					m = fmt.Sprintf("line %d: %s: %s", line, key, msg)
+				}
+			}
+		}
+		msgs[i] = m
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// keyAtLine returns the dotted key (as in FieldError) of the one scalar value on a line
+// of a YAML tree, or "" when there is none or more than one.
+func keyAtLine(root *yaml.Node, line int) string {
+	var found []string
+	var walk func(n *yaml.Node, key string)
+	walk = func(n *yaml.Node, key string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, key)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if key != "" {
+					k = key + "." + k
+				}
+				walk(n.Content[i+1], k)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, key+"["+strconv.Itoa(i)+"]")
+			}
+		case yaml.ScalarNode:
+			if n.Line == line && key != "" {
+				found = append(found, key)
+			}
+		}
+	}
+	walk(root, "")
+	if len(found) == 1 {
+		return found[0]
+	}
+	return ""
 }
 
 // FieldError is a configuration value that failed validation.

@@ -52,8 +52,8 @@ func TestParseConfigErrors(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"unknown key":      {base + "limits:\n  max_msg: 5\n", "line 5: field max_msg not found"},
 		"unknown nested":   {"listeners:\n  - listen: 127.0.0.1:1\n    backnd: x\n", "line 3: field backnd not found"},
-		"bad duration":     {base + "timeouts:\n  idle: soon\n", "line 5: cannot unmarshal !!str `soon` into time.Duration"},
-		"bad size":         {base + "limits:\n  max_message_size: lots\n", `line 5: bad size "lots"`},
+		"bad duration":     {base + "timeouts:\n  idle: soon\n", "line 5: timeouts.idle: cannot unmarshal !!str `soon` into time.Duration"},
+		"bad size":         {base + "limits:\n  max_message_size: lots\n", `line 5: limits.max_message_size: bad size "lots"`},
 		"bad backend":      {"listeners:\n  - listen: 127.0.0.1:1\n    backend: nowhere\n", `line 3: listeners[0].backend: bad address "nowhere"`},
 		"bad listen":       {"listeners:\n  - listen: [\"127.0.0.1:1\", \"x:y:z\"]\n    backend: a:1\n", `line 2: listeners[0].listen[1]: bad address "x:y:z"`},
 		"bad mode":         {base + "    mode: turbo\n", `line 4: listeners[0].mode: unknown mode "turbo"`},
