@@ -223,7 +223,7 @@ func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
 			var rej *rejectedError
 			if errors.As(err, &rej) {
 				s.sendStored(&rej.reply, m)
-				s.log.Info("backend rejected the handshake")
+				s.logger().Info("backend rejected the handshake")
 				return false
 			}
 			s.connectFail(m, "pyro-dispatch: "+poolReason(err, target, h.pool))
@@ -241,7 +241,7 @@ func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
 			s.pinAffinity(obj)
 		}
 	}
-	s.log.Debug("connected (pooled)", zap.Stringer("serializer", m.Header.Serializer), zap.Bool("pinned", s.pinned))
+	s.debug("connected (pooled)", zap.Stringer("serializer", m.Header.Serializer), zap.Bool("pinned", s.pinned))
 	return true
 }
 
@@ -252,7 +252,7 @@ func (s *Session) pinAffinity(object string) {
 	for _, pat := range s.ln.affinity {
 		if ok, _ := path.Match(pat, object); ok {
 			s.pinned = true
-			s.log.Debug("pinned to one upstream connection: affinity", zap.String("object", object), zap.String("pattern", pat))
+			s.debug("pinned to one upstream connection: affinity", zap.String("object", object), zap.String("pattern", pat))
 			return
 		}
 	}
@@ -269,7 +269,7 @@ func (s *Session) sendStored(r *storedReply, m *frame.Message) {
 	}
 	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
 	if _, err := s.client.Write(frame.AppendMessage(nil, h, ann, r.payload)); err != nil {
-		s.log.Debug("could not send the handshake reply", zap.Error(err))
+		s.debug("could not send the handshake reply", zap.Error(err))
 	}
 	s.client.SetWriteDeadline(time.Time{})
 }

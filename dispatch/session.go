@@ -26,9 +26,9 @@ type Session struct {
 	srv     *Server
 	ln      *listener
 	client  net.Conn
-	ip      string // client IP for per-IP limits, "" on unix sockets
-	refusal string // non-empty when over a connection limit: the CONNECTFAIL reason
-	log     *zap.Logger
+	ip      string      // client IP for per-IP limits, "" on unix sockets
+	refusal string      // non-empty when over a connection limit: the CONNECTFAIL reason
+	log     *zap.Logger // with the session's fields; built by logger() when first needed
 
 	target   Target
 	upstream net.Conn // the current upstream: for the session, or for the call (pooled)
@@ -51,6 +51,26 @@ type Session struct {
 	busy bool
 }
 
+// logger returns the session's logger, with listener, client and backend fields. It is
+// built on first use: most sessions never log, and a logger with fields costs memory.
+func (s *Session) logger() *zap.Logger {
+	if s.log == nil {
+		fields := []zap.Field{zap.String("listener", s.ln.name), zap.Stringer("client", remoteAddr{s.client})}
+		if s.target.Name != "" {
+			fields = append(fields, zap.String("backend", s.target.Name))
+		}
+		s.log = s.srv.log.With(fields...)
+	}
+	return s.log
+}
+
+// debug logs at debug level, building the session logger only when that level is on.
+func (s *Session) debug(msg string, fields ...zap.Field) {
+	if s.srv.log.Core().Enabled(zapcore.DebugLevel) {
+		s.logger().Debug(msg, fields...)
+	}
+}
+
 func (s *Session) upstreamConn() net.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -63,7 +83,6 @@ func newSession(srv *Server, ln *listener, c net.Conn) *Session {
 		ln:     ln,
 		client: c,
 		ip:     clientIP(c),
-		log:    srv.log.With(zap.String("listener", ln.name), zap.Stringer("client", remoteAddr{c})),
 		cr:     frame.NewReader(c, 0, srv.clientLimits),
 		head:   make([]byte, 0, 256),
 	}
@@ -90,7 +109,7 @@ func (s *Session) handshake() bool {
 	s.setClientDeadline(s.srv.cfg.Timeouts.Header)
 	m, err := s.cr.Next()
 	if errors.Is(err, io.EOF) {
-		s.log.Debug("client closed before CONNECT") // a port probe or health check
+		s.debug("client closed before CONNECT") // a port probe or health check
 		return false
 	}
 	if err != nil {
@@ -120,7 +139,7 @@ func (s *Session) handshake() bool {
 		return false
 	}
 	s.target = target
-	s.log = s.log.With(zap.String("backend", target.Name))
+	s.log = nil // rebuilt with the backend field
 	if s.ln.pooled {
 		return s.handshakePooled(&m, target)
 	}
@@ -162,10 +181,10 @@ func (s *Session) handshakeSession(m *frame.Message, target Target) bool {
 	}
 	s.setUpstreamDeadline(0)
 	if !ok {
-		s.log.Info("backend rejected the handshake", zap.Stringer("corr", corrID(corr)))
+		s.logger().Info("backend rejected the handshake", zap.Stringer("corr", corrID(corr)))
 		return false
 	}
-	s.log.Debug("connected", zap.Stringer("corr", corrID(corr)), zap.Stringer("serializer", ser))
+	s.debug("connected", zap.Stringer("corr", corrID(corr)), zap.Stringer("serializer", ser))
 	return true
 }
 
@@ -187,11 +206,11 @@ func (s *Session) waitRequest() bool {
 	case err == nil:
 		return true
 	case s.srv.isDraining():
-		s.log.Debug("closed idle client for shutdown")
+		s.debug("closed idle client for shutdown")
 	case errors.Is(err, io.EOF):
-		s.log.Debug("client closed the connection")
+		s.debug("client closed the connection")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Info("closed idle client", zap.Duration("idle_timeout", s.srv.cfg.Timeouts.Idle))
+		s.logger().Info("closed idle client", zap.Duration("idle_timeout", s.srv.cfg.Timeouts.Idle))
 	default:
 		s.logEnd(fmt.Errorf("waiting for a request: %w", err))
 	}
@@ -253,7 +272,7 @@ func (s *Session) relayCall() error {
 	if r.Header.Flags.Has(frame.FlagItemStreamResult) && s.lease.Conn != nil && !s.pinned {
 		// The backend keeps the item stream on this connection: so must the client.
 		s.pinned = true
-		s.log.Debug("pinned to its upstream connection: item stream", zap.Stringer("corr", corrID(corr)))
+		s.debug("pinned to its upstream connection: item stream", zap.Stringer("corr", corrID(corr)))
 	}
 	size := r.Header.DataLen
 	if err := s.forwardReply(&r); err != nil {
@@ -306,7 +325,7 @@ func (s *Session) refuseCall(m *frame.Message, why error) error {
 	if m.Header.Type == frame.Ping || !m.Header.Flags.Has(frame.FlagOneway) {
 		s.sendException(m.Header, s.corr[:n], frame.ExcCommunicationError, why.Error())
 	}
-	s.log.Warn("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
+	s.logger().Warn("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
 	return nil
 }
 
@@ -389,7 +408,7 @@ func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
 	s.lease.Destroy()
 	s.lease, s.pinned, s.upDeadline = pool.Lease{}, false, false
 	s.setUpstream(nil, nil)
-	s.log.Warn("upstream connection lost during a call", zap.Error(err), zap.Stringer("corr", corrID(corr)))
+	s.logger().Warn("upstream connection lost during a call", zap.Error(err), zap.Stringer("corr", corrID(corr)))
 	return nil
 }
 
@@ -408,14 +427,14 @@ func (s *Session) connectFail2(ser frame.Serializer, seq uint16, corr []byte, re
 		payload, _ = frame.AppendStringPayload(nil, ser, reason)
 	}
 	s.writeReply(frame.Header{Type: frame.ConnectFail, Seq: seq, Serializer: ser}, corr, payload)
-	s.log.Warn("refused client", zap.String("reason", reason), zap.Stringer("corr", corrID(corr)))
+	s.logger().Warn("refused client", zap.String("reason", reason), zap.Stringer("corr", corrID(corr)))
 }
 
 // sendException answers request h with a RESULT carrying a Pyro4 exception.
 func (s *Session) sendException(h frame.Header, corr []byte, class, msg string) {
 	payload, err := frame.AppendExceptionPayload(nil, h.Serializer, class, msg)
 	if err != nil {
-		s.log.Warn("cannot encode an exception for the client", zap.Error(err))
+		s.logger().Warn("cannot encode an exception for the client", zap.Error(err))
 		return
 	}
 	s.writeReply(frame.Header{Type: frame.Result, Flags: frame.FlagException, Seq: h.Seq, Serializer: h.Serializer}, corr, payload)
@@ -429,7 +448,7 @@ func (s *Session) writeReply(h frame.Header, corr, payload []byte) {
 	msg := frame.AppendMessage(nil, h, ann, payload)
 	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
 	if _, err := s.client.Write(msg); err != nil {
-		s.log.Debug("could not send error reply", zap.Error(err))
+		s.debug("could not send error reply", zap.Error(err))
 	}
 }
 
@@ -452,7 +471,10 @@ func (s *Session) logCall(h frame.Header, corr []byte, object, method string, st
 	if s.srv.accessLog {
 		level = zapcore.InfoLevel
 	}
-	ce := s.log.Check(level, "call")
+	if !s.srv.log.Core().Enabled(level) {
+		return
+	}
+	ce := s.logger().Check(level, "call")
 	if ce == nil {
 		return
 	}
@@ -467,17 +489,17 @@ func (s *Session) logCall(h frame.Header, corr []byte, object, method string, st
 
 func (s *Session) logEnd(err error) {
 	if frame.IsProtocolError(err) {
-		s.log.Warn("closing client: bad message", zap.Error(err))
+		s.logger().Warn("closing client: bad message", zap.Error(err))
 		return
 	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		s.log.Warn("closing client: timed out", zap.Error(err))
+		s.logger().Warn("closing client: timed out", zap.Error(err))
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
-		s.log.Info("closing client: connection ended", zap.Error(err))
+		s.logger().Info("closing client: connection ended", zap.Error(err))
 	default:
-		s.log.Warn("closing client", zap.Error(err))
+		s.logger().Warn("closing client", zap.Error(err))
 	}
 }
 
