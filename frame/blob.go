@@ -27,10 +27,11 @@ import (
 // or holding a type this package does not accept there.
 type MarshalError struct {
 	Offset int    // byte offset in the input where the offending item starts
-	Reason string // what is wrong, such as "unknown type code 0x3f"
+	Reason string // what is wrong, such as "unknown type code '?'"
 	Err    error  // io.ErrUnexpectedEOF when the input is truncated, else nil
 }
 
+// Error describes the problem and where it is.
 func (e *MarshalError) Error() string {
 	return "frame: bad marshal data at offset " + strconv.Itoa(e.Offset) + ": " + e.Reason
 }
@@ -80,6 +81,9 @@ func DecodeBlobInfo(b []byte) (BlobInfo, error) {
 	if obj.kind != mkStr {
 		return BlobInfo{}, r.fail(objAt, "object id is "+obj.kind.String()+", want str")
 	}
+	if !obj.valid() {
+		return BlobInfo{}, r.fail(objAt, "object id is not valid UTF-8")
+	}
 	methAt := r.off
 	meth, err := r.value()
 	if err != nil {
@@ -87,6 +91,9 @@ func DecodeBlobInfo(b []byte) (BlobInfo, error) {
 	}
 	if meth.kind != mkStr {
 		return BlobInfo{}, r.fail(methAt, "method is "+meth.kind.String()+", want str")
+	}
+	if !meth.valid() {
+		return BlobInfo{}, r.fail(methAt, "method is not valid UTF-8")
 	}
 	if r.off != len(b) {
 		return BlobInfo{}, r.fail(r.off, strconv.Itoa(len(b)-r.off)+" trailing bytes after the tuple")
@@ -172,6 +179,10 @@ func (m *mval) str() string {
 	}
 	return latin1String(m.raw)
 }
+
+// valid reports whether a str value has a Go string: Latin-1 always does, UTF-8 contents
+// must be valid (no lone surrogates).
+func (m *mval) valid() bool { return m.latin1 || utf8.Valid(m.raw) }
 
 // equal reports whether a str value equals the ASCII string s, without allocating.
 func (m *mval) equal(s string) bool { return m.kind == mkStr && string(m.raw) == s }
@@ -539,8 +550,10 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 			return m, err
 		}
 		m.kind, m.at, m.raw = mkStr, r.off, r.b[r.off:r.off+n:r.off+n]
-		if !utf8.Valid(m.raw) {
+		if r.full && !m.valid() {
 			// CPython decodes with "surrogatepass"; lone surrogates have no Go string.
+			// Skip mode checks only the strings it hands out (valid), as a skipped
+			// string with surrogates is fine for Python.
 			return m, r.fail(start, "str is not valid UTF-8")
 		}
 		r.off += n

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strconv"
 	"unicode/utf8"
 )
@@ -41,6 +42,8 @@ func cannotPeek(reason string) error { return &peekError{reason: reason} }
 var (
 	errPeekCompressed = cannotPeek("payload is compressed")
 	errPeekShort      = cannotPeek("payload prefix too short")
+	errPeekBeyond     = cannotPeek("payload prefix too short: the fields are not within the first " + strconv.Itoa(PeekLimit) + " bytes")
+	errPeekUTF8       = cannotPeek("object id or method is not valid UTF-8")
 	errPeekSerializer = [...]error{
 		Pickle:      cannotPeek("pickle payloads are not peeked"),
 		Dill:        cannotPeek("dill payloads are not peeked"),
@@ -76,12 +79,22 @@ func PeekConnectObject(s Serializer, flags Flags, payload []byte) (string, error
 	if err != nil {
 		return "", err
 	}
+	var obj string
 	if s == Marshal {
-		return peekMarshalConnect(w)
+		obj, err = peekMarshalConnect(w)
+	} else {
+		sc := textScanner{b: w, json: s == JSON}
+		obj, _, err = sc.dictFields("object", "")
 	}
-	sc := textScanner{b: w, json: s == JSON}
-	obj, _, err := sc.dictFields("object", "")
-	return obj, err
+	return obj, beyond(err, payload)
+}
+
+// beyond tells a prefix cut by PeekLimit from a short payload in the error.
+func beyond(err error, payload []byte) error {
+	if err == errPeekShort && len(payload) > PeekLimit {
+		return errPeekBeyond
+	}
+	return err
 }
 
 // PeekInvoke returns the object id and method name of an INVOKE payload, looking at no
@@ -99,20 +112,21 @@ func PeekInvoke(s Serializer, flags Flags, payload []byte) (object, method strin
 	}
 	switch s {
 	case Marshal:
-		return peekMarshalInvoke(w)
+		object, method, err = peekMarshalInvoke(w)
 	case JSON:
 		sc := textScanner{b: w, json: true}
-		return sc.dictFields("object", "method")
+		object, method, err = sc.dictFields("object", "method")
+	default:
+		sc := textScanner{b: w}
+		object, method, err = sc.serpentTuple()
 	}
-	sc := textScanner{b: w}
-	return sc.serpentTuple()
+	return object, method, beyond(err, payload)
 }
 
 // --- marshal ---------------------------------------------------------------------------
 
 func marshalPeekError(err error) error {
-	var me *MarshalError
-	if errors.As(err, &me) && me.Err != nil {
+	if me, ok := err.(*MarshalError); ok && me.Err != nil {
 		return errPeekShort
 	}
 	return &peekError{reason: "unexpected marshal data", cause: err}
@@ -138,6 +152,9 @@ func peekMarshalInvoke(w []byte) (string, string, error) {
 	if obj.kind != mkStr || meth.kind != mkStr {
 		return "", "", cannotPeek("marshal call's object id or method is not a str")
 	}
+	if !obj.valid() || !meth.valid() {
+		return "", "", errPeekUTF8
+	}
 	return obj.str(), meth.str(), nil
 }
 
@@ -155,29 +172,27 @@ func peekMarshalConnect(w []byte) (string, error) {
 	r.off = 1
 	var obj mval
 	found := false
-	for {
-		if r.off >= len(w) {
-			break // the window ends inside the dict
-		}
-		if w[r.off]&^mFlagRef == mNull {
-			r.off++
-			break
-		}
-		key, err := r.value()
-		if err != nil {
-			if found {
-				break
-			}
-			return "", marshalPeekError(err)
-		}
+	// atEnd consumes the NULL marker that ends a dict (also in a value's place: CPython
+	// then drops the key).
+	atEnd := func() bool {
 		if r.off < len(w) && w[r.off]&^mFlagRef == mNull {
-			r.off++ // CPython drops a key without value and ends the dict
+			r.off++
+			return true
+		}
+		return false
+	}
+	for !atEnd() {
+		key, err := r.value()
+		if err == nil && atEnd() {
 			break
 		}
-		val, err := r.value()
+		var val mval
+		if err == nil {
+			val, err = r.value()
+		}
 		if err != nil {
-			if found {
-				break
+			if found && errors.Is(err, io.ErrUnexpectedEOF) {
+				return obj.str(), nil // the window ends inside the dict
 			}
 			return "", marshalPeekError(err)
 		}
@@ -188,13 +203,13 @@ func peekMarshalConnect(w []byte) (string, error) {
 			if val.kind != mkStr {
 				return "", cannotPeek(`"object" is ` + val.kind.String() + ", want str")
 			}
+			if !val.valid() {
+				return "", errPeekUTF8
+			}
 			obj, found = val, true
 		}
 	}
 	if !found {
-		if r.off >= len(w) {
-			return "", errPeekShort
-		}
 		return "", cannotPeek(`no "object" key`)
 	}
 	return obj.str(), nil
@@ -331,7 +346,7 @@ func (sc *textScanner) strValue() (string, error) {
 
 func (sc *textScanner) decode(l textLit) (string, error) {
 	if !utf8.Valid(l.raw) {
-		return "", cannotPeek("string is not valid UTF-8")
+		return "", errPeekUTF8
 	}
 	for i := 0; i < len(l.raw); i++ {
 		switch c := l.raw[i]; {

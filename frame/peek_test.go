@@ -374,6 +374,8 @@ func TestPeekLimit(t *testing.T) {
 			}
 			if !errors.Is(err, ErrCannotPeek) || !strings.Contains(err.Error(), "too short") {
 				t.Errorf("%v, object of %d bytes: got %.10q, %q, %v; want a too-short ErrCannotPeek", tc.ser, n, obj, meth, err)
+			} else if n == 5000 && !strings.Contains(err.Error(), "first 1024 bytes") {
+				t.Errorf("%v: error %q does not mention the limit", tc.ser, err)
 			}
 		}
 	}
