@@ -51,6 +51,10 @@ type Session struct {
 	busy bool
 }
 
+// clientReadBuffer is the initial read buffer of a client connection: a CONNECT and most
+// calls fit; it grows on demand. Small, because idle clients are most clients.
+const clientReadBuffer = 512
+
 // logger returns the session's logger, with listener, client and backend fields. It is
 // built on first use: most sessions never log, and a logger with fields costs memory.
 func (s *Session) logger() *zap.Logger {
@@ -83,8 +87,7 @@ func newSession(srv *Server, ln *listener, c net.Conn) *Session {
 		ln:     ln,
 		client: c,
 		ip:     clientIP(c),
-		cr:     frame.NewReader(c, 0, srv.clientLimits),
-		head:   make([]byte, 0, 256),
+		cr:     frame.NewReader(c, clientReadBuffer, srv.clientLimits),
 	}
 	return s
 }
@@ -547,18 +550,27 @@ func (s *Session) closeAll() {
 	s.srv.release(s)
 }
 
-// corrID formats a correlation id as a uuid for logs, only when a line is written.
-type corrID []byte
-
-func (c corrID) String() string {
-	if len(c) == frame.CorrLen {
-		return uuid.UUID(c).String()
+// corrID formats a correlation id as a uuid for logs, only when a line is written. It
+// keeps a copy of the id: c usually aliases the session's buffer, which holds the next
+// call's id by the time a core that encodes lazily (zap's observer, any core keeping
+// fields) formats the line.
+func corrID(c []byte) fmt.Stringer {
+	switch len(c) {
+	case frame.CorrLen:
+		return uuid.UUID(c)
+	case 0:
+		return noCorr{}
 	}
-	if len(c) == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%x", []byte(c))
+	return corrHex(fmt.Sprintf("%x", c))
 }
+
+type noCorr struct{}
+
+func (noCorr) String() string { return "-" }
+
+type corrHex string
+
+func (c corrHex) String() string { return string(c) }
 
 // remoteAddr prints a connection's peer address only when a log line is written.
 type remoteAddr struct{ c net.Conn }
