@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,20 @@ func TestCommandLine(t *testing.T) {
 		code := run(c.args, &stdout, &stderr)
 		if code != c.code || !strings.Contains(stdout.String(), c.out) || !strings.Contains(stderr.String(), c.errOut) {
 			t.Errorf("%v: code %d, stdout %q, stderr %q", c.args, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// Every example configuration must pass `check`.
+func TestExampleConfigs(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs: %v", err)
+	}
+	for _, f := range files {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"check", "--config", f}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "configuration is valid") {
+			t.Errorf("%s: exit %d: %s", f, code, stderr.String())
 		}
 	}
 }
