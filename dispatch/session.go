@@ -46,6 +46,7 @@ type Session struct {
 	bufs net.Buffers         // iov as handed to writev
 
 	upDeadline bool // a read deadline is set on upstream
+	clDeadline bool // a read deadline is set on client
 
 	mu   sync.Mutex // guards busy and upstream against Server.Shutdown
 	busy bool
@@ -207,6 +208,10 @@ func (s *Session) waitRequest() bool {
 	s.mu.Unlock()
 	switch {
 	case err == nil:
+		if s.srv.isDraining() {
+			s.clDeadline = true // Shutdown may have set one just before busy: clear it
+			s.setClientDeadline(0)
+		}
 		return true
 	case s.srv.isDraining():
 		s.debug("closed idle client for shutdown")
@@ -224,10 +229,15 @@ func (s *Session) waitRequest() bool {
 // reply back. An error ends the session.
 func (s *Session) relayCall() error {
 	start := time.Now()
-	s.setClientDeadline(s.srv.cfg.Timeouts.Header)
+	if !s.cr.NextBuffered() { // usually it is: no deadline to set
+		s.setClientDeadline(s.srv.cfg.Timeouts.Header)
+	}
 	m, err := s.cr.Next()
 	if err != nil {
 		return fmt.Errorf("reading request: %w", err)
+	}
+	if m.Remaining > 0 && m.Header.DataLen > s.srv.bufferedLimit {
+		s.setClientDeadline(0) // a large payload may take its time: it is spliced as it comes
 	}
 	if m.Header.Type != frame.Invoke && m.Header.Type != frame.Ping {
 		return fmt.Errorf("protocol violation: %v message where INVOKE or PING belongs", m.Header.Type)
@@ -241,6 +251,11 @@ func (s *Session) relayCall() error {
 	if s.affinityUnknown && h.Type == frame.Invoke {
 		if obj, _, err := frame.PeekInvoke(h.Serializer, h.Flags, m.Payload); err == nil {
 			s.pinAffinity(obj)
+		} else {
+			// Pickled or compressed: the object may be one with per-connection state on the
+			// backend (instance_mode "session", tracked resources), so keep it safe.
+			s.affinityUnknown, s.pinned = false, true
+			s.debug("pinned to one upstream connection: object unreadable with affinity patterns", zap.Error(err))
 		}
 	}
 	if err := s.attach(); err != nil {
@@ -506,11 +521,17 @@ func (s *Session) logEnd(err error) {
 	}
 }
 
+// setClientDeadline sets (d > 0) or clears the client read deadline, skipping the call
+// when there is none to clear.
 func (s *Session) setClientDeadline(d time.Duration) {
+	if d == 0 && !s.clDeadline {
+		return
+	}
 	var t time.Time
 	if d > 0 {
 		t = time.Now().Add(d)
 	}
+	s.clDeadline = d > 0
 	s.client.SetReadDeadline(t)
 }
 
@@ -532,7 +553,7 @@ func (s *Session) setUpstreamDeadline(d time.Duration) {
 func (s *Session) wakeIfIdle() {
 	s.mu.Lock()
 	if !s.busy {
-		s.client.SetReadDeadline(time.Now())
+		s.client.SetReadDeadline(time.Now()) // the session sees a timeout and ends
 	}
 	s.mu.Unlock()
 }

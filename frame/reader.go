@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,18 @@ func (r *Reader) Wait() error {
 		err = io.EOF
 	}
 	return err
+}
+
+// NextBuffered reports whether the whole next message (header, annotations and payload)
+// is already in the buffer, so that Next and ReadRest need no read from the source.
+func (r *Reader) NextBuffered() bool {
+	n := r.end - r.start
+	if r.pending != 0 || n < HeaderSize {
+		return false
+	}
+	b := r.buf[r.start:]
+	body := int64(binary.BigEndian.Uint16(b[18:])) + int64(int32(binary.BigEndian.Uint32(b[12:])))
+	return int64(n) >= HeaderSize+body
 }
 
 // ErrPayloadPending is returned by Next when the previous message's payload was neither

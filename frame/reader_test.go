@@ -76,11 +76,17 @@ func TestReaderStopsAtPayload(t *testing.T) {
 	if m.Remaining == 0 || src.Len() != m.Remaining+len(stream)-HeaderSize-len(payload) {
 		t.Fatalf("read past the payload: %d remaining, %d left on source", m.Remaining, src.Len())
 	}
+	if r.NextBuffered() {
+		t.Fatal("NextBuffered with a payload pending")
+	}
 	if _, err := r.Next(); !errors.Is(err, ErrPayloadPending) {
 		t.Fatalf("Next with a pending payload gave %v", err)
 	}
 	if err := r.Discard(&m); err != nil {
 		t.Fatal(err)
+	}
+	if err := r.Wait(); err != nil || !r.NextBuffered() {
+		t.Fatalf("the PING is buffered after Wait: %v %v", err, r.NextBuffered())
 	}
 	m, err = r.Next()
 	if err != nil || m.Header.Type != Ping || string(m.Payload) != "pong" {
