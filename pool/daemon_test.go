@@ -238,8 +238,8 @@ func handshake(c net.Conn) error {
 
 // invoke makes one INVOKE call on a leased connection and checks the echoed payload.
 func invoke(l Lease, seq uint16, payload string) error {
-	msg := frame.AppendMessage(nil, frame.Header{Type: frame.Invoke, Seq: seq, Serializer: frame.Marshal}, nil, []byte(payload))
-	l.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := frameInvoke(seq, payload)
+	l.SetDeadline(time.Now().Add(30 * time.Second)) // only a hang should fail it
 	defer l.SetDeadline(time.Time{})
 	if _, err := l.Write(msg); err != nil {
 		return err
@@ -256,4 +256,8 @@ func invoke(l Lease, seq uint16, payload string) error {
 			m.Header.Type, m.Header.Seq, m.Payload, seq, payload)
 	}
 	return nil
+}
+
+func frameInvoke(seq uint16, payload string) []byte {
+	return frame.AppendMessage(nil, frame.Header{Type: frame.Invoke, Seq: seq, Serializer: frame.Marshal}, nil, []byte(payload))
 }

@@ -111,7 +111,7 @@ func (e *DialError) Error() string { return "pool: " + e.Err.Error() }
 func (e *DialError) Unwrap() error { return e.Err }
 
 // Conn is a pooled upstream connection and the frame.Reader that owns its read side.
-// Never Close it yourself: end its Lease with Destroy.
+// Never close it yourself (c.Conn.Close): end its Lease with Destroy.
 type Conn struct {
 	net.Conn
 	Reader *frame.Reader
@@ -157,6 +157,13 @@ func (l Lease) Destroy() {
 		return
 	}
 	c.p.destroy(c)
+}
+
+// Close is Destroy, so that code holding the lease as a net.Conn cannot close the
+// socket behind the pool's back. It returns nil.
+func (l Lease) Close() error {
+	l.Destroy()
+	return nil
 }
 
 // Stats is a snapshot of a pool's counters. Open = Idle + InUse + Dialing, except for
@@ -383,8 +390,8 @@ func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn,
 		err = ErrClosed
 	case p.closed:
 		err = ErrClosed
-	case ctx.Err() != nil:
-		err = ctx.Err()
+	case ctxErr(ctx, now) != nil:
+		err = ctxErr(ctx, now)
 	default:
 		p.stats.DialFailures++
 		p.backoff = min(max(2*p.backoff, minBackoff), p.cfg.BackoffMax)
@@ -394,6 +401,18 @@ func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn,
 	p.open--
 	p.maybeDialLocked(now)
 	return nil, err
+}
+
+// ctxErr returns ctx's error, also when its deadline has passed but its timer has not
+// fired yet (a socket deadline set from it may expire first).
+func ctxErr(ctx context.Context, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !now.Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // maybeDialLocked starts background dials for waiters not yet served by one and up to
