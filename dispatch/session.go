@@ -521,32 +521,24 @@ func (s *Session) logEnd(err error) {
 	}
 }
 
-// setClientDeadline sets (d > 0) or clears the client read deadline, skipping the call
-// when there is none to clear.
-func (s *Session) setClientDeadline(d time.Duration) {
-	if d == 0 && !s.clDeadline {
-		return
-	}
-	var t time.Time
-	if d > 0 {
-		t = time.Now().Add(d)
-	}
-	s.clDeadline = d > 0
-	s.client.SetReadDeadline(t)
-}
+// setClientDeadline sets (d > 0) or clears the client read deadline.
+func (s *Session) setClientDeadline(d time.Duration) { setReadDeadline(s.client, &s.clDeadline, d) }
 
-// setUpstreamDeadline sets (d > 0) or clears the backend read deadline, skipping the
-// call when there is none to clear.
-func (s *Session) setUpstreamDeadline(d time.Duration) {
-	if d == 0 && !s.upDeadline {
+// setUpstreamDeadline sets (d > 0) or clears the backend read deadline.
+func (s *Session) setUpstreamDeadline(d time.Duration) { setReadDeadline(s.upstream, &s.upDeadline, d) }
+
+// setReadDeadline sets c's read deadline d from now (d > 0) or clears it, skipping the
+// call when *set says there is none to clear; *set tracks whether one is set.
+func setReadDeadline(c net.Conn, set *bool, d time.Duration) {
+	if d == 0 && !*set {
 		return
 	}
 	var t time.Time
 	if d > 0 {
 		t = time.Now().Add(d)
 	}
-	s.upDeadline = d > 0
-	s.upstream.SetReadDeadline(t)
+	*set = d > 0
+	c.SetReadDeadline(t)
 }
 
 // wakeIfIdle interrupts a session waiting for a request, for shutdown.

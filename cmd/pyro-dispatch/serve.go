@@ -123,17 +123,28 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 	return cfg, cfg.Validate()
 }
 
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "", stderr)
+// loadConfig parses the flags of serve or check and builds the effective configuration.
+// done is true when the command must return code at once (help, a flag error, or an
+// invalid configuration, reported as exit code bad).
+func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg dispatch.Config, code int, done bool) {
+	fs := newFlagSet(name, "", stderr)
 	var cf configFlags
 	cf.register(fs)
 	if code, done := parse(fs, args); done {
-		return code
+		return cfg, code, true
 	}
 	cfg, err := cf.config(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "pyro-dispatch check: invalid configuration: %v\n", err)
-		return 1
+		fmt.Fprintf(stderr, "pyro-dispatch %s: invalid configuration: %v\n", name, err)
+		return cfg, bad, true
+	}
+	return cfg, 0, false
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	cfg, code, done := loadConfig("check", args, stderr, 1)
+	if done {
+		return code
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -145,16 +156,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", "", stderr)
-	var cf configFlags
-	cf.register(fs)
-	if code, done := parse(fs, args); done {
+	cfg, code, done := loadConfig("serve", args, stderr, 2)
+	if done {
 		return code
-	}
-	cfg, err := cf.config(fs)
-	if err != nil {
-		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
-		return 2
 	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
