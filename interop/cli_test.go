@@ -1,8 +1,6 @@
 package interop
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,53 +9,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
 
 // The command line, with the pyro-dispatch binary built once for TestCLI's subtests.
 
-// cliBuild builds ./cmd/pyro-dispatch into dir.
-func cliBuild(t *testing.T, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
-	if err != nil {
-		t.Fatalf("cannot build the binary: %v", err)
-	}
-	bin := filepath.Join(dir, "pyro-dispatch")
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/pyro-dispatch/pyro-dispatch/cmd/pyro-dispatch")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// cliBuffer collects a process's output for concurrent readers.
-type cliBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *cliBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *cliBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // cliProc is a running pyro-dispatch process. It is killed when the test ends.
 type cliProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr cliBuffer
+	stdout, stderr pyro4test.LockedBuffer
 	done           chan struct{}
 	waitErr        error
 }
@@ -206,7 +170,7 @@ func cliWriteFile(t *testing.T, text string) string {
 func TestCLI(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
-	bin := cliBuild(t, t.TempDir())
+	bin := buildDispatcher(t, t.TempDir())
 
 	// serve --listen 127.0.0.1:PORT --backend 127.0.0.1:PORT: one ready line naming both,
 	// a real Pyro4 client works through it; SIGINT with an idle client connected exits 0

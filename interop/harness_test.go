@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,6 +124,24 @@ func script(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// buildDispatcher builds the pyro-dispatch binary into dir (without -race: tests that
+// measure it want the production binary) and returns its path.
+func buildDispatcher(tb testing.TB, dir string) string {
+	tb.Helper()
+	goTool, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
+	if err != nil {
+		tb.Fatalf("cannot build the binary: %v", err)
+	}
+	bin := filepath.Join(dir, "pyro-dispatch")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/pyro-dispatch/pyro-dispatch/cmd/pyro-dispatch")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // pyroTestdata makes sure real Pyro4 is there before a test starts anything.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -85,49 +84,14 @@ func scaleRaiseFileLimit(tb testing.TB, need int) {
 	}
 }
 
-// scaleBuild builds the pyro-dispatch binary into dir (not under -race: the figures are
-// the production binary's).
-func scaleBuild(tb testing.TB, dir string) string {
-	tb.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		tb.Fatalf("cannot build the binary: %v", err)
-	}
-	bin := filepath.Join(dir, "pyro-dispatch")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/pyro-dispatch/pyro-dispatch/cmd/pyro-dispatch")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // scaleProc is a pyro-dispatch process started by the test. It is killed (by its pid,
 // which only this test started) when the test ends.
 type scaleProc struct {
 	cmd    *exec.Cmd
-	stderr scaleBuffer
+	stderr pyro4test.LockedBuffer
 	addr   string // the listen address, "127.0.0.1:PORT"
 	done   chan struct{}
 	err    error
-}
-
-type scaleBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *scaleBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *scaleBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // scaleServe starts `pyro-dispatch serve` on 127.0.0.1 (a free port) in front of backend
@@ -389,7 +353,7 @@ func TestPooledTenThousandIdle(t *testing.T) {
 	requirePyro4(t)
 	start := time.Now()
 	scaleRaiseFileLimit(t, scaleIdleConns+500)
-	bin := scaleBuild(t, t.TempDir())
+	bin := buildDispatcher(t, t.TempDir())
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 
 	t.Run("pooled", func(t *testing.T) {
@@ -635,7 +599,7 @@ func scaleStartInProcess(tb testing.TB, backend, mode string, poolMaxOpen int) (
 //	go test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x ./interop
 func BenchmarkPooledIdleMemory(b *testing.B) {
 	scaleRaiseFileLimit(b, scaleIdleConns+500)
-	bin := scaleBuild(b, b.TempDir())
+	bin := buildDispatcher(b, b.TempDir())
 	backend := scaleGoBackend(b)
 	b.ResetTimer()
 	var perConn, rate float64

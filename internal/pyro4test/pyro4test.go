@@ -131,7 +131,7 @@ type Process struct {
 
 	cmd     *exec.Cmd
 	out     *lineBuffer
-	errb    *lockedBuffer
+	errb    *LockedBuffer
 	done    chan struct{}
 	waitErr error // set before done is closed
 }
@@ -148,7 +148,7 @@ func StartDaemon(t testing.TB, script string, args ...string) *Process {
 	p := &Process{
 		cmd:  cmd,
 		out:  &lineBuffer{first: make(chan string, 1)},
-		errb: &lockedBuffer{},
+		errb: &LockedBuffer{},
 		done: make(chan struct{}),
 	}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
@@ -211,19 +211,22 @@ func (p *Process) Stop() error {
 	return p.waitErr
 }
 
-// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe for one writer and concurrent readers, for the
+// output of processes a test starts.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns everything written so far.
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
@@ -231,7 +234,7 @@ func (b *lockedBuffer) String() string {
 
 // lineBuffer collects output and sends its first complete line on first.
 type lineBuffer struct {
-	lockedBuffer
+	LockedBuffer
 	first chan string // buffered, receives exactly one line
 	sent  bool
 }
