@@ -24,7 +24,7 @@ type hsKey struct {
 	target     Target
 	serializer frame.Serializer
 	flags      frame.Flags
-	sum        [sha256.Size]byte // of the CONNECT payload and its annotations but CORR
+	sum        [sha256.Size]byte // of the CONNECT payload and its annotations (see kept)
 }
 
 // handshake is one distinct handshake with a backend: the CONNECT to repeat on every new
@@ -32,15 +32,16 @@ type hsKey struct {
 // with it.
 type handshake struct {
 	key     hsKey
-	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial)
+	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial) unless signed
 	pool    *pool.Pool
 
-	mu    sync.Mutex
-	reply *storedReply // the first CONNECTOK, nil before one arrived
+	mu       sync.Mutex
+	reply    *storedReply   // the first CONNECTOK, nil before one arrived
+	rejected *rejectedError // why it was forgotten (for the clients waiting on its pool then)
 }
 
 // storedReply is a backend message kept to answer clients: its CORR chunk removed, since
-// each client gets its own.
+// each client gets its own (unless signed: see kept).
 type storedReply struct {
 	header  frame.Header
 	ann     frame.Annotations
@@ -75,7 +76,7 @@ func keyOf(target Target, m *frame.Message) hsKey {
 	d := sha256.New()
 	d.Write(m.Payload)
 	d.Write([]byte{0})
-	d.Write(m.Annotations.AppendWithout(nil, frame.CORR))
+	d.Write(kept(m.Annotations))
 	k := hsKey{target: target, serializer: m.Header.Serializer, flags: m.Header.Flags}
 	d.Sum(k.sum[:0])
 	return k
@@ -87,13 +88,25 @@ func (hs *handshakes) get(target Target, m *frame.Message) *handshake {
 	return hs.getOrAdd(key, func() *handshake { return hs.build(key, m) })
 }
 
-// renew returns the live handshake for h's key after h's pool was closed by eviction.
+// renew returns the live handshake for h's key after h's pool was closed (evicted or
+// forgotten).
 func (hs *handshakes) renew(h *handshake) *handshake {
 	return hs.getOrAdd(h.key, func() *handshake {
 		n := &handshake{key: h.key, connect: h.connect}
 		n.pool = hs.newPool(n)
 		return n
 	})
+}
+
+// forget drops h, just rejected by the backend with rej, from the cache and closes its
+// pool, unless it was replaced already. The clients waiting on that pool get rej.
+func (hs *handshakes) forget(h *handshake, rej *rejectedError) {
+	h.mu.Lock()
+	h.rejected = rej
+	h.mu.Unlock()
+	if cur, ok := hs.cache.Peek(h.key); ok && cur == h {
+		hs.cache.Remove(h.key)
+	}
 }
 
 func (hs *handshakes) getOrAdd(key hsKey, build func() *handshake) *handshake {
@@ -112,7 +125,7 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 	h := &handshake{key: key}
 	hdr := m.Header
 	hdr.Seq = 0
-	h.connect, _ = frame.AppendHead(nil, hdr, m.Annotations.AppendWithout(nil, frame.CORR))
+	h.connect, _ = frame.AppendHead(nil, hdr, kept(m.Annotations))
 	h.connect = append(h.connect, m.Payload...)
 	h.pool = hs.newPool(h)
 	return h
@@ -177,7 +190,7 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	}
 	ann := frame.Annotations(h.connect[frame.HeaderSize : frame.HeaderSize+hdr.AnnLen])
 	var msg []byte
-	if id, err := uuid.NewRandom(); err == nil {
+	if id, err := uuid.NewRandom(); err == nil && !signed(ann) {
 		msg, _, _ = frame.AppendForward(nil, hdr, ann, 0, (*[frame.CorrLen]byte)(&id))
 	} else {
 		msg, _ = frame.AppendHead(nil, hdr, ann)
@@ -202,7 +215,7 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	}
 	reply := &storedReply{
 		header:  m.Header,
-		ann:     m.Annotations.AppendWithout(nil, frame.CORR),
+		ann:     kept(m.Annotations),
 		payload: append([]byte(nil), m.Payload...),
 	}
 	if m.Header.Type == frame.ConnectFail {
@@ -219,9 +232,24 @@ func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
 	reply := h.cached()
 	if reply == nil {
 		lease, err := h.pool.Acquire(context.Background())
+		for try := 0; try < 3 && errors.Is(err, pool.ErrClosed); try++ {
+			h.mu.Lock()
+			rej := h.rejected
+			h.mu.Unlock()
+			if rej != nil { // rejected while this client waited: that is its answer too
+				err = rej
+				break
+			}
+			h = s.ln.handshakes.renew(h) // evicted
+			s.hs = h
+			lease, err = h.pool.Acquire(context.Background())
+		}
 		if err != nil {
 			var rej *rejectedError
 			if errors.As(err, &rej) {
+				// Not even the pool's backoff after a failed dial may keep a rejection: the
+				// next client with this handshake asks the backend again.
+				s.ln.handshakes.forget(h, rej)
 				s.sendStored(&rej.reply, m)
 				s.logger().Info("backend rejected the handshake")
 				return false
@@ -259,12 +287,12 @@ func (s *Session) pinAffinity(object string) {
 }
 
 // sendStored answers the client's message m with a stored backend reply, carrying m's seq
-// and m's correlation id.
+// and m's correlation id (a signed reply is sent as stored).
 func (s *Session) sendStored(r *storedReply, m *frame.Message) {
 	h := r.header
 	h.Seq = m.Header.Seq
 	ann := r.ann
-	if corr, ok := m.Annotations.Lookup(frame.CORR); ok {
+	if corr, ok := m.Annotations.Lookup(frame.CORR); ok && !signed(r.ann) {
 		ann = frame.AppendAnnotation(append(frame.Annotations(nil), r.ann...), frame.CORR, corr)
 	}
 	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
@@ -272,6 +300,23 @@ func (s *Session) sendStored(r *storedReply, m *frame.Message) {
 		s.debug("could not send the handshake reply", zap.Error(err))
 	}
 	s.client.SetWriteDeadline(time.Time{})
+}
+
+// kept returns a copy of a handshake message's annotations as the cache keeps them:
+// without CORR (each client and connection gets its own), unless the message is
+// HMAC-signed: the signature covers every annotation but HMAC, CORR included, so a signed
+// message is kept, sent and relayed exactly as it came.
+func kept(a frame.Annotations) frame.Annotations {
+	if signed(a) {
+		return append(frame.Annotations(nil), a...)
+	}
+	return a.AppendWithout(nil, frame.CORR)
+}
+
+// signed reports whether annotations carry an HMAC signature.
+func signed(a frame.Annotations) bool {
+	_, ok := a.Lookup(frame.HMAC)
+	return ok
 }
 
 // poolReason explains a failed Acquire to a client.

@@ -22,10 +22,57 @@ import (
 // objects; testdata/client.py runs named scenarios in one Python process and prints one
 // JSON line per scenario, for the dispatcher ("proxy") and, to compare, for a direct
 // connection to the daemon ("direct"). Helpers are named sess*.
+//
+// Every test runs each scenario through a listener in each mode (sessModes): session
+// (one backend connection per client) and pooled (shared backend connections, see
+// sessMode); the pooled-only behaviours are in pooled_test.go.
 
 // sessSerializers are the serializers the daemon accepts (pickle included on purpose: the
 // dispatcher passes payloads through whatever their serializer).
 var sessSerializers = []string{"serpent", "json", "marshal", "pickle"}
+
+// sessModes are the listener modes every scenario runs in.
+var sessModes = []string{dispatch.ModeSession, dispatch.ModePooled}
+
+// sessPoolMaxOpen is the pool size of a pooled listener: small, so that clients really
+// share backend connections (the concurrent scenario's 32 clients share 4).
+const sessPoolMaxOpen = 4
+
+// sessAffinity are the daemon.py objects with per-connection state: test.meta and
+// test.session (instance_mode "session") and test.resources (resources tracked per
+// connection). A pooled listener keeps their clients on one backend connection each;
+// item streams (test.echo) pin their client automatically.
+var sessAffinity = []string{"test.meta", "test.session", "test.resources"}
+
+// sessMode returns a configuration change that sets the listener's mode (with
+// sessAffinity and sessPoolMaxOpen when pooled) and then applies more.
+func sessMode(mode string, more ...func(*dispatch.Config)) func(*dispatch.Config) {
+	return func(c *dispatch.Config) {
+		l := &c.Listeners[0]
+		l.Mode = mode
+		if mode == dispatch.ModePooled {
+			l.Affinity = sessAffinity
+			l.Pool.MaxOpen = sessPoolMaxOpen
+		}
+		for _, f := range more {
+			f(c)
+		}
+	}
+}
+
+// sessEachMode runs f as a parallel subtest for each of sessModes.
+func sessEachMode(t *testing.T, f func(t *testing.T, mode string)) {
+	t.Helper()
+	for _, mode := range sessModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f(t, mode)
+		})
+	}
+}
+
+// sessAccessLog turns the access log on.
+func sessAccessLog(c *dispatch.Config) { c.Log.Access = true }
 
 // sessDaemon starts testdata/daemon.py with args and returns its listen address in
 // dispatch form ("127.0.0.1:PORT", "[::1]:PORT" or "unix:/path"). It is killed when the
@@ -467,15 +514,17 @@ func TestSessionSerializers(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	backend := sessDaemon(t)
-	for _, ser := range sessSerializers {
-		t.Run(ser, func(t *testing.T) {
-			t.Parallel()
-			p := startProxy(t, backend, func(c *dispatch.Config) { c.Log.Access = true })
-			run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: ser, proxyOnly: []string{"big", "concurrent"}},
-				sessScenarios(ser)...)
-			sessCheckAll(t, p, run, ser, true)
-		})
-	}
+	sessEachMode(t, func(t *testing.T, mode string) {
+		for _, ser := range sessSerializers {
+			t.Run(ser, func(t *testing.T) {
+				t.Parallel()
+				p := startProxy(t, backend, sessMode(mode, sessAccessLog))
+				run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: ser, proxyOnly: []string{"big", "concurrent"}},
+					sessScenarios(ser)...)
+				sessCheckAll(t, p, run, ser, true)
+			})
+		}
+	})
 }
 
 // TestSessionTimeout: a client timeout (proxy._pyroTimeout on a slow call) gives Pyro4's
@@ -484,23 +533,25 @@ func TestSessionTimeout(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	backend := sessDaemon(t)
-	p := startProxy(t, backend, nil)
-	run := sessClient(t, sessOpts{addr: p.addr}, "timeout")
+	sessEachMode(t, func(t *testing.T, mode string) {
+		p := startProxy(t, backend, sessMode(mode))
+		run := sessClient(t, sessOpts{addr: p.addr}, "timeout")
 
-	got := run.ok(t, "timeout", "proxy")
-	sessEqual(t, "timeout", sessStable(got), map[string]any{"error": "Pyro4.errors.TimeoutError", "is_timeout": true, "new_proxy": 42})
-	if el, _ := sessV(t, got)["elapsed"].(float64); el < 0.45 || el > 1.9 {
-		t.Errorf("a call with a 0.5 s timeout on a 2 s method raised after %.3f s", el)
-	}
-	// Every client connection is gone: the timed-out call's session too, once its late
-	// reply finds the client closed.
-	deadline := time.Now().Add(10 * time.Second)
-	for p.srv.Sessions() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d client sessions still open after every client exited", p.srv.Sessions())
+		got := run.ok(t, "timeout", "proxy")
+		sessEqual(t, "timeout", sessStable(got), map[string]any{"error": "Pyro4.errors.TimeoutError", "is_timeout": true, "new_proxy": 42})
+		if el, _ := sessV(t, got)["elapsed"].(float64); el < 0.45 || el > 1.9 {
+			t.Errorf("a call with a 0.5 s timeout on a 2 s method raised after %.3f s", el)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		// Every client connection is gone: the timed-out call's session too, once its late
+		// reply finds the client closed.
+		deadline := time.Now().Add(10 * time.Second)
+		for p.srv.Sessions() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d client sessions still open after every client exited", p.srv.Sessions())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
 
 // TestSessionHMAC: with the same HMAC key on client and daemon, signed messages pass
@@ -512,42 +563,44 @@ func TestSessionHMAC(t *testing.T) {
 	requirePyro4(t)
 	const key = "s3cret \u2713 key"
 	backend := sessDaemon(t, "--hmac", key)
-	p := startProxy(t, backend, nil)
-	run := sessClient(t, sessOpts{addr: p.addr, direct: backend, hmac: key}, "hmac", "hmac_bad", "echo", "stream", "oneway")
+	sessEachMode(t, func(t *testing.T, mode string) {
+		p := startProxy(t, backend, sessMode(mode))
+		run := sessClient(t, sessOpts{addr: p.addr, direct: backend, hmac: key}, "hmac", "hmac_bad", "echo", "stream", "oneway")
 
-	got := sessSame(t, run, "hmac", map[string]any{"keys": []string{"HMAC"}, "corr_annotation": nil, "add": 3,
-		"response_keys": []string{"CORR", "DDAA", "HMAC"}, "client_corr_kept": true})
-	cid, _ := sessV(t, got)["cid"].(string)
-	sessSame(t, run, "echo", sessWantEcho("serpent"))
-	sessSame(t, run, "stream", sessWantStream)
-	sessSame(t, run, "oneway", sessWantOneway)
-	sessSame(t, run, "hmac_bad", map[string]any{
-		"wrong_key": map[string]any{"class": "Pyro4.errors.CommunicationError", "cause": "Pyro4.errors.SecurityError",
-			"reason": "message hmac mismatch"},
-		"no_key": map[string]any{"class": "Pyro4.errors.CommunicationError", "cause": "Pyro4.errors.SecurityError",
-			"reason": "hmac key config not symmetric"},
-	})
+		got := sessSame(t, run, "hmac", map[string]any{"keys": []string{"HMAC"}, "corr_annotation": nil, "add": 3,
+			"response_keys": []string{"CORR", "DDAA", "HMAC"}, "client_corr_kept": true})
+		cid, _ := sessV(t, got)["cid"].(string)
+		sessSame(t, run, "echo", sessWantEcho("serpent"))
+		sessSame(t, run, "stream", sessWantStream)
+		sessSame(t, run, "oneway", sessWantOneway)
+		sessSame(t, run, "hmac_bad", map[string]any{
+			"wrong_key": map[string]any{"class": "Pyro4.errors.CommunicationError", "cause": "Pyro4.errors.SecurityError",
+				"reason": "message hmac mismatch"},
+			"no_key": map[string]any{"class": "Pyro4.errors.CommunicationError", "cause": "Pyro4.errors.SecurityError",
+				"reason": "hmac key config not symmetric"},
+		})
 
-	// The dispatcher added no correlation id to a signed message: its log lines show none,
-	// or the client's own.
-	// (Only the hmac_bad client without a key sends an unsigned CONNECT, rejected by the
-	// backend: no "connected" line.)
-	p.waitLog(t, "call", map[string]string{"corr": cid})
-	none := 0
-	for _, msg := range []string{"call", "connected"} {
-		for _, f := range sessLogs(p, msg) {
-			switch c := f["corr"]; c {
-			case "-":
-				none++
-			case cid:
-			default:
-				t.Errorf("%s log line with correlation id %v, which the client did not send: injected into a signed message? %v", msg, c, f)
+		// The dispatcher added no correlation id to a signed message: its log lines show none,
+		// or the client's own.
+		// (Only the hmac_bad client without a key sends an unsigned CONNECT, rejected by the
+		// backend: no "connected" line.)
+		p.waitLog(t, "call", map[string]string{"corr": cid})
+		none := 0
+		for _, msg := range []string{"call", "connected"} {
+			for _, f := range sessLogs(p, msg) {
+				switch c := f["corr"]; c {
+				case "-":
+					none++
+				case cid:
+				default:
+					t.Errorf("%s log line with correlation id %v, which the client did not send: injected into a signed message? %v", msg, c, f)
+				}
 			}
 		}
-	}
-	if none < 10 {
-		t.Errorf("only %d call or connected log lines without a correlation id, want one for each signed message without one", none)
-	}
+		if none < 10 {
+			t.Errorf("only %d call or connected log lines without a correlation id, want one for each signed message without one", none)
+		}
+	})
 }
 
 // TestSessionCompression: with Pyro4.config.COMPRESSION on client and daemon, large
@@ -556,18 +609,20 @@ func TestSessionCompression(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	backend := sessDaemon(t, "--compression")
-	p := startProxy(t, backend, func(c *dispatch.Config) { c.Log.Access = true })
-	run := sessClient(t, sessOpts{addr: p.addr, direct: backend}, "compression")
-	sessSame(t, run, "compression", map[string]any{"len": 700000, "sha_matches": true, "request_compressed": true,
-		"text_back": true, "small": 3})
-	// 800000 bytes of text each way, a few KiB on the wire: the request and the daemon's
-	// reply were both compressed.
-	f := p.waitLog(t, "call", map[string]string{"flags": "COMPRESSED", "outcome": "ok"}).ContextMap()
-	req, _ := f["request_bytes"].(int64)
-	reply, _ := f["reply_bytes"].(int64)
-	if req <= 0 || req > 64<<10 || reply <= 0 || reply > 64<<10 {
-		t.Errorf("compressed call moved %d request and %d reply bytes, want a few KiB each: %v", req, reply, f)
-	}
+	sessEachMode(t, func(t *testing.T, mode string) {
+		p := startProxy(t, backend, sessMode(mode, sessAccessLog))
+		run := sessClient(t, sessOpts{addr: p.addr, direct: backend}, "compression")
+		sessSame(t, run, "compression", map[string]any{"len": 700000, "sha_matches": true, "request_compressed": true,
+			"text_back": true, "small": 3})
+		// 800000 bytes of text each way, a few KiB on the wire: the request and the daemon's
+		// reply were both compressed.
+		f := p.waitLog(t, "call", map[string]string{"flags": "COMPRESSED", "outcome": "ok"}).ContextMap()
+		req, _ := f["request_bytes"].(int64)
+		reply, _ := f["reply_bytes"].(int64)
+		if req <= 0 || req > 64<<10 || reply <= 0 || reply > 64<<10 {
+			t.Errorf("compressed call moved %d request and %d reply bytes, want a few KiB each: %v", req, reply, f)
+		}
+	})
 }
 
 // TestSessionNameServer: a Pyro4 name server behind the dispatcher: locateNS at the
@@ -576,18 +631,20 @@ func TestSessionCompression(t *testing.T) {
 func TestSessionNameServer(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
-	backend := sessDaemon(t, "--nameserver")
-	p := startProxy(t, backend, nil)
-	run := sessClient(t, sessOpts{addr: p.addr}, "nameserver")
-	echo := p.uri("test.echo")
-	sessEqual(t, "nameserver", run.ok(t, "nameserver", "proxy"), map[string]any{
-		"ns_uri_location_is_dispatcher": true,
-		"lookup":                        echo,
-		"list":                          map[string]any{"test.dispatched.echo": echo, "test.other": "PYRO:other@10.0.0.1:1234"},
-		"meta":                          map[string]any{"test.other": "PYRO:other@10.0.0.1:1234"},
-		"pyroname_call":                 42,
-		"removed":                       1,
-		"list_after":                    []string{"test.other"},
+	sessEachMode(t, func(t *testing.T, mode string) {
+		backend := sessDaemon(t, "--nameserver") // its own: the scenario registers fixed names
+		p := startProxy(t, backend, sessMode(mode))
+		run := sessClient(t, sessOpts{addr: p.addr}, "nameserver")
+		echo := p.uri("test.echo")
+		sessEqual(t, "nameserver", run.ok(t, "nameserver", "proxy"), map[string]any{
+			"ns_uri_location_is_dispatcher": true,
+			"lookup":                        echo,
+			"list":                          map[string]any{"test.dispatched.echo": echo, "test.other": "PYRO:other@10.0.0.1:1234"},
+			"meta":                          map[string]any{"test.other": "PYRO:other@10.0.0.1:1234"},
+			"pyroname_call":                 42,
+			"removed":                       1,
+			"list_after":                    []string{"test.other"},
+		})
 	})
 }
 
@@ -602,33 +659,35 @@ func TestSessionUnixSockets(t *testing.T) {
 	if backend != "unix:"+sock {
 		t.Fatalf("daemon.py listens on %q, want unix:%s", backend, sock)
 	}
-	t.Run("backend", func(t *testing.T) {
-		t.Parallel()
-		p := startProxy(t, backend, nil)
-		run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: "marshal", proxyOnly: []string{"big", "concurrent"}},
-			sessScenarios("marshal")...)
-		sessCheckAll(t, p, run, "marshal", false)
-	})
-	t.Run("listener", func(t *testing.T) {
-		t.Parallel()
-		p := startProxy(t, backend, func(c *dispatch.Config) {
-			c.Listeners[0].Listen = dispatch.StringList{"unix:" + filepath.Join(dir, "l.sock")}
+	sessEachMode(t, func(t *testing.T, mode string) {
+		t.Run("backend", func(t *testing.T) {
+			t.Parallel()
+			p := startProxy(t, backend, sessMode(mode))
+			run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: "marshal", proxyOnly: []string{"big", "concurrent"}},
+				sessScenarios("marshal")...)
+			sessCheckAll(t, p, run, "marshal", false)
 		})
-		if !strings.HasPrefix(p.addr, "unix:") {
-			t.Fatalf("dispatcher listens on %s, want a unix socket", p.addr)
-		}
-		run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: "pickle", proxyOnly: []string{"big"}},
-			"echo", "metadata", "instance", "resource", "stream", "corr_gen", "big")
-		sessSame(t, run, "echo", sessWantEcho("pickle"))
-		sessSame(t, run, "metadata", sessWantMetadata("pickle"))
-		sessSame(t, run, "instance", sessWantInstance)
-		sessSame(t, run, "resource", sessWantResource)
-		sessSame(t, run, "stream", sessWantStream)
-		sessCheckCorrGen(t, p, run)
-		p.waitLog(t, "call", map[string]string{"client": "unix", "outcome": "ok"})
-		n := sessBigSize["pickle"]
-		sessSame(t, run, "big", map[string]any{"len": n, "back_len": n, "backend_sha_matches": true,
-			"back_sha_matches": true, "after": 3})
+		t.Run("listener", func(t *testing.T) {
+			t.Parallel()
+			p := startProxy(t, backend, sessMode(mode, func(c *dispatch.Config) {
+				c.Listeners[0].Listen = dispatch.StringList{"unix:" + filepath.Join(dir, "l-"+mode+".sock")}
+			}))
+			if !strings.HasPrefix(p.addr, "unix:") {
+				t.Fatalf("dispatcher listens on %s, want a unix socket", p.addr)
+			}
+			run := sessClient(t, sessOpts{addr: p.addr, direct: backend, serializer: "pickle", proxyOnly: []string{"big"}},
+				"echo", "metadata", "instance", "resource", "stream", "corr_gen", "big")
+			sessSame(t, run, "echo", sessWantEcho("pickle"))
+			sessSame(t, run, "metadata", sessWantMetadata("pickle"))
+			sessSame(t, run, "instance", sessWantInstance)
+			sessSame(t, run, "resource", sessWantResource)
+			sessSame(t, run, "stream", sessWantStream)
+			sessCheckCorrGen(t, p, run)
+			p.waitLog(t, "call", map[string]string{"client": "unix", "outcome": "ok"})
+			n := sessBigSize["pickle"]
+			sessSame(t, run, "big", map[string]any{"len": n, "back_len": n, "backend_sha_matches": true,
+				"back_sha_matches": true, "after": 3})
+		})
 	})
 }
 
@@ -645,21 +704,23 @@ func TestSessionIPv6(t *testing.T) {
 	if !strings.HasPrefix(backend, "[::1]:") {
 		t.Fatalf("daemon.py listens on %q, want [::1]:PORT", backend)
 	}
-	p := startProxy(t, backend, func(c *dispatch.Config) { c.Listeners[0].Listen = dispatch.StringList{"[::1]:0"} })
-	if !strings.HasPrefix(p.addr, "[::1]:") {
-		t.Fatalf("dispatcher listens on %s, want [::1]:PORT", p.addr)
-	}
-	scenarios := []string{"echo", "exception", "metadata", "instance", "stream", "corr_gen"}
-	run := sessClient(t, sessOpts{addr: p.addr, direct: backend}, scenarios...)
-	sessSame(t, run, "echo", sessWantEcho("serpent"))
-	sessCheckException(t, run)
-	sessSame(t, run, "metadata", sessWantMetadata("serpent"))
-	sessSame(t, run, "instance", sessWantInstance)
-	sessSame(t, run, "stream", sessWantStream)
-	sessCheckCorrGen(t, p, run)
-	backendCorr, _ := sessV(t, run.ok(t, "corr_gen", "proxy"))["backend"].(string)
-	f := p.waitLog(t, "call", map[string]string{"corr": backendCorr}).ContextMap()
-	if c, _ := f["client"].(string); !strings.HasPrefix(c, "[::1]:") {
-		t.Errorf("call log line shows client %q, want [::1]:PORT", c)
-	}
+	sessEachMode(t, func(t *testing.T, mode string) {
+		p := startProxy(t, backend, sessMode(mode, func(c *dispatch.Config) { c.Listeners[0].Listen = dispatch.StringList{"[::1]:0"} }))
+		if !strings.HasPrefix(p.addr, "[::1]:") {
+			t.Fatalf("dispatcher listens on %s, want [::1]:PORT", p.addr)
+		}
+		scenarios := []string{"echo", "exception", "metadata", "instance", "stream", "corr_gen"}
+		run := sessClient(t, sessOpts{addr: p.addr, direct: backend}, scenarios...)
+		sessSame(t, run, "echo", sessWantEcho("serpent"))
+		sessCheckException(t, run)
+		sessSame(t, run, "metadata", sessWantMetadata("serpent"))
+		sessSame(t, run, "instance", sessWantInstance)
+		sessSame(t, run, "stream", sessWantStream)
+		sessCheckCorrGen(t, p, run)
+		backendCorr, _ := sessV(t, run.ok(t, "corr_gen", "proxy"))["backend"].(string)
+		f := p.waitLog(t, "call", map[string]string{"corr": backendCorr}).ContextMap()
+		if c, _ := f["client"].(string); !strings.HasPrefix(c, "[::1]:") {
+			t.Errorf("call log line shows client %q, want [::1]:PORT", c)
+		}
+	})
 }

@@ -15,8 +15,14 @@ Objects:
   test.meta       a small object whose metadata the tests check exactly
   test.session    instance_mode "session": one instance per client connection
   test.resources  tracked resources (current_context.track_resource), and their state
+  test.stats      for the pooled-mode tests (interop/pooled_test.go): the daemon's count of
+                  client connections and handshakes, and the handshake secrets it accepts
 Test state shared between connections (oneway marks, stream and resource events) is
 kept in STATE, keyed by tokens the client makes up.
+
+The daemon counts the connections whose handshake it saw (CONNS), except those with the
+handshake data "observer": the tests' own direct connections that read the counts.
+A slow call (test.echo slow) prints "slow-begin TOKEN" on stdout when it starts.
 """
 import argparse
 import hashlib
@@ -78,6 +84,18 @@ class Echo(object):
         time.sleep(seconds)
         return seconds
 
+    def slow(self, seconds, token):
+        """sleep, announced on stdout and in STATE (token: "started", then "done")"""
+        put(token, "started")
+        print("slow-begin %s" % token, flush=True)
+        time.sleep(seconds)
+        put(token, "done")
+        return seconds
+
+    def conn(self):
+        """an id of the client connection this call came in on"""
+        return conn_id(Pyro4.current_context.client)
+
     @Pyro4.oneway
     def sleep_oneway(self, seconds, token):
         time.sleep(seconds)
@@ -123,6 +141,19 @@ class Echo(object):
     def gen(self, n):
         for i in range(n):
             yield i
+
+    def conn_gen(self, n, delay=0.0):
+        """an item stream whose items [i, connection id, same] tell on which connection each
+        get_next_stream_item call came, and whether it is the one that created the stream"""
+        owner = Pyro4.current_context.client
+
+        def items():
+            for i in range(n):
+                if delay:
+                    time.sleep(delay)
+                client = Pyro4.current_context.client
+                yield [i, conn_id(client), client is owner]
+        return items()
 
     def tracked_gen(self, token, n):
         sent = 0
@@ -207,19 +238,61 @@ class Resources(object):
         return get("resource:" + name, "unknown")
 
 
+def conn_id(conn):
+    return "%x" % id(conn)
+
+
+# Connection accounting: handshakes seen, accepted and rejected; connections open now (at
+# most peak at once) and closed (disconnects). Observer connections are not counted.
+CONNS = {"handshakes": 0, "accepted": 0, "rejected": 0, "open": 0, "peak": 0, "disconnects": 0}
+COUNTED = set()  # the open connections that passed a counted handshake
+SECRETS = {"sesame"}  # handshake secrets accepted; test.stats accept_secret adds one
+
+
+@Pyro4.expose
+@Pyro4.behavior(instance_mode="single")
+class Stats(object):
+    def connections(self):
+        with STATE_LOCK:
+            return dict(CONNS)
+
+    def accept_secret(self, secret):
+        with STATE_LOCK:
+            SECRETS.add(secret)
+
+
 class TestDaemon(Pyro4.Daemon):
     def validateHandshake(self, conn, data):
-        if isinstance(data, dict) and "secret" in data:
-            if data["secret"] != "sesame":
+        if data == "observer":
+            return "hello"
+        with STATE_LOCK:
+            CONNS["handshakes"] += 1
+            if isinstance(data, dict) and "secret" in data and data["secret"] not in SECRETS:
+                CONNS["rejected"] += 1
                 raise ValueError("handshake refused by the backend: wrong secret %r" % data["secret"])
+            CONNS["accepted"] += 1
+            COUNTED.add(conn)
+            CONNS["open"] = len(COUNTED)
+            CONNS["peak"] = max(CONNS["peak"], CONNS["open"])
+        if isinstance(data, dict) and "secret" in data:
             return {"welcome": data.get("who", "?")}
         return "hello"
+
+    def clientDisconnect(self, conn):
+        with STATE_LOCK:
+            if conn in COUNTED:
+                COUNTED.discard(conn)
+                CONNS["disconnects"] += 1
+                CONNS["open"] = len(COUNTED)
+            for rsc in list(conn.tracked_resources):
+                STATE["disconnect:" + rsc.name] = "clientDisconnect"
 
     def annotations(self):
         return {"DDAA": b"daemon annotation"}
 
 
-OBJECTS = {"test.echo": Echo, "test.meta": Meta, "test.session": Session, "test.resources": Resources}
+OBJECTS = {"test.echo": Echo, "test.meta": Meta, "test.session": Session, "test.resources": Resources,
+           "test.stats": Stats}
 
 
 def address(daemon):
