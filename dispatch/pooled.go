@@ -133,6 +133,13 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 
 func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 	c := hs.cfg
+	health := c.HealthInterval
+	if hdr, err := frame.ParseHeader(h.connect); err == nil && signed(frame.Annotations(h.connect[frame.HeaderSize:frame.HeaderSize+hdr.AnnLen])) {
+		// The backend wants every message signed and the dispatcher holds no key: an
+		// unsigned PING would get the connection closed. Idle timeout and lifetime still
+		// apply, and a dead connection fails the call that uses it.
+		health = -1
+	}
 	return pool.New(pool.Config{
 		Dial:           h.dial,
 		Serializer:     h.key.serializer,
@@ -144,7 +151,7 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		DialTimeout:    hs.dial,
 		IdleTimeout:    c.IdleTimeout,
 		MaxLifetime:    c.MaxLifetime,
-		HealthInterval: c.HealthInterval,
+		HealthInterval: health,
 	})
 }
 
@@ -168,7 +175,12 @@ func (h *handshake) dial(ctx context.Context) (net.Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	// A canceled dial (the pool closing, the caller giving up) ends the handshake at once.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	reply, err := h.exchange(c)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		c.Close()
 		return nil, err
