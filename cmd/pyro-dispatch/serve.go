@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ type configFlags struct {
 	dial      time.Duration
 	call      time.Duration
 	drain     time.Duration
+	cpuprof   string
 }
 
 func (c *configFlags) register(fs *pflag.FlagSet) {
@@ -66,6 +68,7 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.dial, "dial-timeout", d.Timeouts.Dial, "time to connect to a backend")
 	fs.DurationVar(&c.call, "call-timeout", 0, "time for a backend to answer a call (0: none)")
 	fs.DurationVar(&c.drain, "drain-timeout", d.Timeouts.Drain, "time for in-flight calls to finish on shutdown")
+	fs.StringVar(&c.cpuprof, "cpuprofile", "", "serve: write a pprof CPU profile of the whole run to this file")
 }
 
 // config builds the effective configuration: defaults, then the file, then set flags.
@@ -126,23 +129,22 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 // loadConfig parses the flags of serve or check and builds the effective configuration.
 // done is true when the command must return code at once (help, a flag error, or an
 // invalid configuration, reported as exit code bad).
-func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg dispatch.Config, code int, done bool) {
+func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg dispatch.Config, cf configFlags, code int, done bool) {
 	fs := newFlagSet(name, "", stderr)
-	var cf configFlags
 	cf.register(fs)
 	if code, done := parse(fs, args); done {
-		return cfg, code, true
+		return cfg, cf, code, true
 	}
 	cfg, err := cf.config(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch %s: invalid configuration: %v\n", name, err)
-		return cfg, bad, true
+		return cfg, cf, bad, true
 	}
-	return cfg, 0, false
+	return cfg, cf, 0, false
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	cfg, code, done := loadConfig("check", args, stderr, 1)
+	cfg, _, code, done := loadConfig("check", args, stderr, 1)
 	if done {
 		return code
 	}
@@ -156,9 +158,21 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, code, done := loadConfig("serve", args, stderr, 2)
+	cfg, cf, code, done := loadConfig("serve", args, stderr, 2)
 	if done {
 		return code
+	}
+	if cf.cpuprof != "" {
+		f, err := os.Create(cf.cpuprof)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pyro-dispatch serve: cpu profile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
