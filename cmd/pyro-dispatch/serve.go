@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ type configFlags struct {
 	call      time.Duration
 	drain     time.Duration
 	cpuprof   string
+	procs     int
 }
 
 func (c *configFlags) register(fs *pflag.FlagSet) {
@@ -68,6 +70,7 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.dial, "dial-timeout", d.Timeouts.Dial, "time to connect to a backend")
 	fs.DurationVar(&c.call, "call-timeout", 0, "time for a backend to answer a call (0: none)")
 	fs.DurationVar(&c.drain, "drain-timeout", d.Timeouts.Drain, "time for in-flight calls to finish on shutdown")
+	fs.IntVar(&c.procs, "procs", 0, "serve: OS threads running Go code at once (GOMAXPROCS; 0: one per core). A sidecar sharing few cores with its backend often does best with 1")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "serve: write a pprof CPU profile of the whole run to this file")
 }
 
@@ -161,6 +164,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	cfg, cf, code, done := loadConfig("serve", args, stderr, 2)
 	if done {
 		return code
+	}
+	if cf.procs > 0 {
+		runtime.GOMAXPROCS(cf.procs)
 	}
 	if cf.cpuprof != "" {
 		f, err := os.Create(cf.cpuprof)
