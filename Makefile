@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 4s
 
-.PHONY: all build test vet unit fuzz bench demo deps vectors clean
+.PHONY: all build test vet unit fuzz bench bench-go bench-deps demo deps vectors clean
 
 all: build
 
@@ -34,8 +34,18 @@ fuzz:
 
 test: vet unit fuzz
 
-bench:
+# The Go benchmarks (codec, forwarding loop, echo daemon).
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# The comparison run: direct, pyro-dispatch, HAProxy, nginx and Pyro4's Python blob
+# dispatcher; writes bench/RESULTS.md and bench/charts/ (installs haproxy, nginx with apt
+# when missing). About 7-8 minutes on 2 cores; BENCH_QUICK=1 for a 1-minute smoke run.
+bench:
+	GO=$(GO) ./bench/compare.sh
+
+bench-deps:
+	./bench/compare.sh --deps
 
 # Regenerates frame/testdata/vectors.jsonl from real Pyro4 traffic.
 vectors: deps

@@ -16,7 +16,7 @@ var chartColors = []string{"#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7"
 // Chart geometry, in SVG user units.
 const (
 	chartW      = 1040
-	chartH      = 530
+	legendY0    = 508 // baseline of the first legend row
 	latX0       = 78  // latency plot area
 	latX1       = 620 //
 	plotY0      = 122 //
@@ -34,15 +34,18 @@ const (
 // as a bar with its ratio to the first target and a dot per round.
 func (r *Result) WriteChart(w io.Writer) error {
 	var b bytes.Buffer
+	// The legend goes under the latency panel, one row per target, so that it never hides
+	// a curve; the picture grows to hold it.
+	height := legendY0 + 18*len(r.Targets) + 12
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="%s">`+"\n",
-		chartW, chartH, chartW, chartH, chartFont)
+		chartW, height, chartW, height, chartFont)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
 	text(&b, 24, 34, 20, "start", "bold", "#111111", "pyro-dispatch bench")
 	text(&b, 24, 58, 13, "start", "", "#555555", r.Config.Describe())
 	r.latencyPanel(&b)
 	r.throughputPanel(&b)
 	foot := fmt.Sprintf("%s · %v in all", r.Start.Format("2006-01-02 15:04:05 MST"), r.Elapsed.Round(time.Millisecond))
-	text(&b, chartW-16, chartH-12, 11, "end", "", "#888888", foot)
+	text(&b, chartW-16, float64(height-12), 11, "end", "", "#888888", foot)
 	b.WriteString("</svg>\n")
 	_, err := w.Write(b.Bytes())
 	return err
@@ -181,8 +184,8 @@ func (r *Result) latencyPanel(b *bytes.Buffer) {
 		fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>`+"\n", xm, yOf(float64(c[len(c)-1])), colour(i))
 	}
 
-	// Legend with p50 / p99 of each target, top left inside the plot.
-	ly := plotY0 + 16.0
+	// Legend with p50 / p99 / max of each target, under the panel.
+	ly := float64(legendY0)
 	for i, t := range r.Targets {
 		fmt.Fprintf(b, `<rect x="%d" y="%.1f" width="14" height="4" fill="%s"/>`+"\n", latX0+12, ly-5, colour(i))
 		c := curves[i]

@@ -90,6 +90,14 @@ type Config struct {
 	Rounds int
 	// Timeout bounds a dial, a handshake and one call; default 10s.
 	Timeout time.Duration
+	// CPU names, per target name, processes whose CPU time (user + system, theirs and
+	// their descendants', from /proc; Linux only) is sampled at the start and at the end
+	// of the measured part of every round of that target: the CPU per call of a
+	// dispatcher or proxy under test. See ProcessCPU.
+	CPU map[string][]int
+	// Description, when set, replaces the description Describe makes up for reports and
+	// charts (for results of another load generator, see NewRoundResult).
+	Description string
 	// Progress, when set, is called about every ProgressInterval while a round runs, from
 	// another goroutine.
 	Progress func(Progress) `json:"-"`
@@ -170,6 +178,19 @@ func (c Config) Validate() error {
 		}
 		seen[t.Name] = true
 	}
+	for name, pids := range c.CPU {
+		if !seen[name] {
+			return fmt.Errorf("CPU sampling for %q, which is not a target", name)
+		}
+		if len(pids) == 0 {
+			return fmt.Errorf("CPU sampling for %q names no process", name)
+		}
+		for _, pid := range pids {
+			if pid <= 0 {
+				return fmt.Errorf("CPU sampling for %q: bad PID %d", name, pid)
+			}
+		}
+	}
 	return nil
 }
 
@@ -201,6 +222,9 @@ type TargetResult struct {
 	Latency *hdrhistogram.Histogram
 	// Ratio compares Median with the first target's (1 for the first target).
 	Ratio Ratio
+	// CPUSampled tells whether Config.CPU names processes for this target, so that the
+	// CPU fields of its Stats are meaningful.
+	CPUSampled bool
 }
 
 // Ratio is a target's median over the first target's.
@@ -230,6 +254,11 @@ type Stats struct {
 	CallsPerSec                    float64
 	MBPerSec                       float64 // Bytes per second, in 10^6 bytes
 	P50, P90, P99, P999, Max, Mean time.Duration
+	// CPU is the CPU time of the target's processes in Config.CPU during the measured
+	// part (total over rounds in a median), and CPUPerCall that over Calls (the median
+	// over rounds in a median). Both are -1 for a round whose sample failed, and 0 when
+	// the target is not sampled.
+	CPU, CPUPerCall time.Duration
 }
 
 // ErrorKinds are the kinds of error the load generator counts.
@@ -261,7 +290,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	p := newPlan(cfg)
 	res := &Result{Config: cfg, Start: time.Now()}
 	for _, t := range cfg.Targets {
-		res.Targets = append(res.Targets, &TargetResult{Target: t})
+		_, sampled := cfg.CPU[t.Name]
+		res.Targets = append(res.Targets, &TargetResult{Target: t, CPUSampled: sampled})
 	}
 	var errs atomic.Int64
 	for round := 1; round <= cfg.Rounds && ctx.Err() == nil; round++ {
@@ -376,6 +406,21 @@ func (p *plan) runRound(ctx context.Context, t Target, index int, runStart time.
 		w.progress = &calls
 		wg.Go(w.run)
 	}
+	pids, sampleCPU := cfg.CPU[t.Name]
+	var cpu0 time.Duration
+	var cpuErr error
+	if sampleCPU {
+		// The main goroutine waits for the end of the warmup to take the first sample.
+		if wait := time.Until(rd.measure); wait > 0 {
+			tm := time.NewTimer(wait)
+			select {
+			case <-tm.C:
+			case <-ctx.Done():
+				tm.Stop()
+			}
+		}
+		cpu0, cpuErr = ProcessCPU(pids)
+	}
 	done := make(chan struct{})
 	var pwg sync.WaitGroup
 	if cfg.Progress != nil {
@@ -402,10 +447,23 @@ func (p *plan) runRound(ctx context.Context, t Target, index int, runStart time.
 		})
 	}
 	wg.Wait()
+	var cpu1 time.Duration
+	if sampleCPU && cpuErr == nil {
+		cpu1, cpuErr = ProcessCPU(pids)
+	}
 	close(done)
 	pwg.Wait()
 
 	rr := &RoundResult{Round: index, Start: rd.measure, Latency: rd.hist}
+	if sampleCPU {
+		rr.CPU, rr.CPUPerCall = -1, -1
+		if cpuErr == nil && cpu1 >= cpu0 {
+			rr.CPU = cpu1 - cpu0
+			if rd.calls > 0 {
+				rr.CPUPerCall = rr.CPU / time.Duration(rd.calls)
+			}
+		}
+	}
 	rr.Calls, rr.Bytes, rr.Errors = rd.calls, rd.bytes, rd.errors
 	rr.ErrorsByKind, rr.ErrorSamples = rd.kinds, rd.samples
 	if rd.calls > 0 && rd.last.After(rd.measure) {

@@ -19,8 +19,12 @@ func (r *Result) summarize() {
 	for _, t := range r.Targets {
 		t.Latency = newHistogram()
 		t.Median = Stats{ErrorsByKind: map[string]int64{}, ErrorSamples: map[string]string{}}
-		var cps, mbs, el, p50, p90, p99, p999, mx, mean []float64
+		var cps, mbs, el, p50, p90, p99, p999, mx, mean, cpc []float64
 		for _, rr := range t.Rounds {
+			if rr.CPUPerCall >= 0 && t.CPUSampled {
+				t.Median.CPU += rr.CPU
+				cpc = append(cpc, float64(rr.CPUPerCall))
+			}
 			t.Latency.Merge(rr.Latency)
 			t.Median.Calls += rr.Calls
 			t.Median.Bytes += rr.Bytes
@@ -48,6 +52,12 @@ func (r *Result) summarize() {
 		m.Elapsed = time.Duration(median(el))
 		m.P50, m.P90, m.P99 = time.Duration(median(p50)), time.Duration(median(p90)), time.Duration(median(p99))
 		m.P999, m.Max, m.Mean = time.Duration(median(p999)), time.Duration(median(mx)), time.Duration(median(mean))
+		if t.CPUSampled {
+			m.CPUPerCall = time.Duration(median(cpc))
+			if len(cpc) == 0 {
+				m.CPU, m.CPUPerCall = -1, -1
+			}
+		}
 	}
 	if len(r.Targets) == 0 {
 		return
@@ -61,6 +71,36 @@ func (r *Result) summarize() {
 		}
 	}
 }
+
+// Summarize fills every target's Median, Latency and Ratio from its Rounds, as Run does.
+// It is for results assembled from another load generator's rounds (NewRoundResult),
+// to report and chart them like the rounds of Run.
+func (r *Result) Summarize() { r.summarize() }
+
+// NewRoundResult returns a round measured elsewhere: s gives Calls, Bytes, Errors (and
+// optionally ErrorsByKind, ErrorSamples, CPU) and Elapsed; the rates and CPUPerCall are
+// computed from them and the percentiles from h, which holds latencies in nanoseconds.
+func NewRoundResult(round int, start time.Time, s Stats, h *hdrhistogram.Histogram) *RoundResult {
+	if h == nil {
+		h = newHistogram()
+	}
+	if s.ErrorsByKind == nil {
+		s.ErrorsByKind = map[string]int64{}
+	}
+	if s.ErrorSamples == nil {
+		s.ErrorSamples = map[string]string{}
+	}
+	if s.CPU > 0 && s.Calls > 0 {
+		s.CPUPerCall = s.CPU / time.Duration(s.Calls)
+	}
+	rr := &RoundResult{Round: round, Start: start, Stats: s, Latency: h}
+	rr.Stats.fill(h)
+	return rr
+}
+
+// NewHistogram returns an empty latency histogram as Run uses (nanoseconds, 1ns to 1h,
+// 3 significant digits), for NewRoundResult.
+func NewHistogram() *hdrhistogram.Histogram { return newHistogram() }
 
 // median returns the median of v (the mean of the middle two for an even count), 0 for
 // none. It sorts v.
@@ -83,8 +123,11 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// Describe returns a one-line description of the run's load.
+// Describe returns a one-line description of the run's load: Config.Description when set.
 func (c Config) Describe() string {
+	if c.Description != "" {
+		return c.Description
+	}
 	var b strings.Builder
 	switch c.Mode {
 	case ModeOneway:
@@ -139,14 +182,29 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if len(r.Targets) > 0 {
 		first = r.Targets[0].Name
 	}
-	fmt.Fprintf(tw, "%-*s\t%-*s\tcalls/s\tMB/s\tp50\tp90\tp99\tp99.9\tmax\terrors\tcalls/s vs %s\tp99 vs %s\t\n",
-		nameW, "target", addrW, "address", first, first)
+	cpuCol := false
+	for _, t := range r.Targets {
+		cpuCol = cpuCol || t.CPUSampled
+	}
+	cpuHead := ""
+	if cpuCol {
+		cpuHead = "CPU/call\t"
+	}
+	fmt.Fprintf(tw, "%-*s\t%-*s\tcalls/s\tMB/s\tp50\tp90\tp99\tp99.9\tmax\t%serrors\tcalls/s vs %s\tp99 vs %s\t\n",
+		nameW, "target", addrW, "address", cpuHead, first, first)
 	for _, t := range r.Targets {
 		m := t.Median
-		fmt.Fprintf(tw, "%-*s\t%-*s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
+		cpu := ""
+		if cpuCol {
+			cpu = "-\t"
+			if t.CPUSampled && m.CPUPerCall >= 0 {
+				cpu = FormatLatency(m.CPUPerCall) + "\t"
+			}
+		}
+		fmt.Fprintf(tw, "%-*s\t%-*s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s%d\t%s\t%s\t\n",
 			nameW, t.Name, addrW, t.Addr, formatCount(m.CallsPerSec), m.MBPerSec,
 			FormatLatency(m.P50), FormatLatency(m.P90), FormatLatency(m.P99), FormatLatency(m.P999), FormatLatency(m.Max),
-			m.Errors, formatRatio(t.Ratio.CallsPerSec), formatRatio(t.Ratio.P99))
+			cpu, m.Errors, formatRatio(t.Ratio.CallsPerSec), formatRatio(t.Ratio.P99))
 	}
 	tw.Flush()
 	if r.Config.Rounds > 1 {
@@ -287,18 +345,19 @@ type (
 		Describe string       `json:"description"`
 	}
 	jsonConfig struct {
-		Targets    []Target `json:"targets"`
-		Object     string   `json:"object"`
-		Conns      int      `json:"conns"`
-		Duration   float64  `json:"duration_s,omitempty"`
-		Calls      int64    `json:"calls,omitempty"`
-		Payload    int      `json:"payload_bytes"`
-		Serializer string   `json:"serializer"`
-		Mode       Mode     `json:"mode"`
-		Rate       float64  `json:"rate,omitempty"`
-		Warmup     float64  `json:"warmup_s"`
-		Rounds     int      `json:"rounds"`
-		Timeout    float64  `json:"timeout_s"`
+		Targets    []Target         `json:"targets"`
+		Object     string           `json:"object"`
+		Conns      int              `json:"conns"`
+		Duration   float64          `json:"duration_s,omitempty"`
+		Calls      int64            `json:"calls,omitempty"`
+		Payload    int              `json:"payload_bytes"`
+		Serializer string           `json:"serializer"`
+		Mode       Mode             `json:"mode"`
+		Rate       float64          `json:"rate,omitempty"`
+		Warmup     float64          `json:"warmup_s"`
+		Rounds     int              `json:"rounds"`
+		Timeout    float64          `json:"timeout_s"`
+		CPU        map[string][]int `json:"cpu_pids,omitempty"`
 	}
 	jsonTarget struct {
 		Name        string           `json:"name"`
@@ -328,6 +387,9 @@ type (
 		CallsPerSec  float64           `json:"calls_per_sec"`
 		MBPerSec     float64           `json:"mb_per_sec"`
 		Latency      jsonLatency       `json:"latency_us"`
+		// Only for a target whose CPU is sampled, and absent when a sample failed.
+		CPU        *float64 `json:"cpu_s,omitempty"`
+		CPUPerCall *float64 `json:"cpu_us_per_call,omitempty"`
 	}
 	jsonLatency struct {
 		P50  float64 `json:"p50"`
@@ -345,12 +407,17 @@ type (
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/1e1) / 1e2 }
 
-func toJSONStats(s Stats) jsonStats {
-	return jsonStats{
+func toJSONStats(s Stats, cpu bool) jsonStats {
+	js := jsonStats{
 		Calls: s.Calls, Bytes: s.Bytes, Errors: s.Errors, ErrorsByKind: s.ErrorsByKind, ErrorSamples: s.ErrorSamples,
 		Elapsed: s.Elapsed.Seconds(), CallsPerSec: math.Round(s.CallsPerSec*10) / 10, MBPerSec: math.Round(s.MBPerSec*1000) / 1000,
 		Latency: jsonLatency{P50: us(s.P50), P90: us(s.P90), P99: us(s.P99), P999: us(s.P999), Max: us(s.Max), Mean: us(s.Mean)},
 	}
+	if cpu && s.CPUPerCall >= 0 {
+		c, pc := math.Round(s.CPU.Seconds()*1e4)/1e4, us(s.CPUPerCall)
+		js.CPU, js.CPUPerCall = &c, &pc
+	}
+	return js
 }
 
 // CurvePercentiles are the percentiles of the latency curves in the JSON report and the
@@ -385,13 +452,13 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		Start: r.Start, Elapsed: r.Elapsed.Seconds(), Order: r.Order, Describe: c.Describe(),
 		Config: jsonConfig{Targets: c.Targets, Object: c.Object, Conns: c.Conns, Duration: c.Duration.Seconds(),
 			Calls: c.Calls, Payload: c.Payload, Serializer: c.Serializer.String(), Mode: c.Mode, Rate: c.Rate,
-			Warmup: c.Warmup.Seconds(), Rounds: c.Rounds, Timeout: c.Timeout.Seconds()},
+			Warmup: c.Warmup.Seconds(), Rounds: c.Rounds, Timeout: c.Timeout.Seconds(), CPU: c.CPU},
 	}
 	for _, t := range r.Targets {
-		jt := jsonTarget{Name: t.Name, Addr: t.Addr, Median: toJSONStats(t.Median),
+		jt := jsonTarget{Name: t.Name, Addr: t.Addr, Median: toJSONStats(t.Median, t.CPUSampled),
 			Ratio: jsonRatio{CallsPerSec: t.Ratio.CallsPerSec, P50: t.Ratio.P50, P99: t.Ratio.P99}}
 		for _, rr := range t.Rounds {
-			jt.Rounds = append(jt.Rounds, jsonRound{Round: rr.Round, Start: rr.Start, jsonStats: toJSONStats(rr.Stats)})
+			jt.Rounds = append(jt.Rounds, jsonRound{Round: rr.Round, Start: rr.Start, jsonStats: toJSONStats(rr.Stats, t.CPUSampled)})
 		}
 		for i, v := range percentiles(t.Latency) {
 			jt.Percentiles = append(jt.Percentiles, jsonPercentile{Percentile: CurvePercentiles[i], Latency: us(time.Duration(v))})

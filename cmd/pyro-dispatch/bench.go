@@ -40,6 +40,7 @@ type benchOptions struct {
 	jsonFile   string
 	chartFile  string
 	quiet      bool
+	cpu        []string
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.jsonFile, "json", "", `write the full result as JSON to this file ("-": stdout, the table then goes to stderr)`)
 	fs.StringVar(&o.chartFile, "chart", "", "draw latency percentiles and throughput per target to this file: .svg, or .png via rsvg-convert")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress line on stderr")
+	fs.StringArrayVar(&o.cpu, "cpu", nil, "NAME=PID[,PID...]: sample the CPU time of these processes and their children (/proc, Linux) around each round of target NAME, and report CPU per call (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: pyro-dispatch bench --target NAME=ADDR [--target ...] [flags]
 
@@ -167,6 +169,25 @@ func (o *benchOptions) config(durationSet bool) (bench.Config, error) {
 	}
 	if o.payload < 0 {
 		return cfg, errors.New("--payload must not be negative")
+	}
+	for _, c := range o.cpu {
+		name, list, ok := strings.Cut(c, "=")
+		if !ok || name == "" || list == "" {
+			return cfg, fmt.Errorf("bad --cpu %q: want NAME=PID[,PID...]", c)
+		}
+		if cfg.CPU == nil {
+			cfg.CPU = map[string][]int{}
+		}
+		for _, f := range strings.Split(list, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 0 {
+				return cfg, fmt.Errorf("bad --cpu %q: %q is not a PID", c, f)
+			}
+			cfg.CPU[name] = append(cfg.CPU[name], pid)
+		}
+		if _, err := bench.ProcessCPU(cfg.CPU[name]); err != nil {
+			return cfg, fmt.Errorf("--cpu %s: %v", c, err)
+		}
 	}
 	cfg.Object, cfg.Conns, cfg.Payload, cfg.Serializer, cfg.Mode = o.object, o.conns, int(o.payload), ser, mode
 	cfg.Rate, cfg.Warmup, cfg.Rounds, cfg.Timeout = o.rate, o.warmup, o.rounds, o.timeout

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,11 +52,11 @@ func TestBenchCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"bench", "-t", "direct=" + addr, "-t", "again=" + addr, "--calls", "200", "--conns", "2",
 		"--serializer", "marshal", "--payload", "1KiB", "--warmup", "0s", "--rounds", "2",
-		"--json", jsonFile, "--chart", chartFile}, &stdout, &stderr)
+		"--cpu", "again=" + strconv.Itoa(os.Getpid()), "--json", jsonFile, "--chart", chartFile}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
-	for _, want := range []string{"x = 1 KiB str, marshal, 2 conns", "direct", "again", "calls/s vs direct", "calls/s by round"} {
+	for _, want := range []string{"x = 1 KiB str, marshal, 2 conns", "direct", "again", "calls/s vs direct", "calls/s by round", "CPU/call"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout.String())
 		}
@@ -99,6 +100,10 @@ func TestBenchCommandErrors(t *testing.T) {
 		{[]string{"bench", "-t", addr, "--serializer", "pickle"}, 2, "serializer"},
 		{[]string{"bench", "-t", addr, "--mode", "batch"}, 2, "unknown mode"},
 		{[]string{"bench", "-t", "=x"}, 2, "bad target"},
+		{[]string{"bench", "-t", addr, "--cpu", "x"}, 2, "bad --cpu"},
+		{[]string{"bench", "-t", "a=" + addr, "--cpu", "a=1,b"}, 2, "not a PID"},
+		{[]string{"bench", "-t", "a=" + addr, "--cpu", "b=" + strconv.Itoa(os.Getpid())}, 2, "not a target"},
+		{[]string{"bench", "-t", "a=" + addr, "--cpu", "a=1073741824"}, 2, "no process"},
 		// Calls that fail make the exit status 1, with the report still printed.
 		{[]string{"bench", "-t", addr, "--object", "other", "--calls", "3", "--timeout", "1s", "--warmup", "0s"}, 1, ""},
 	}

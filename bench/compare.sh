@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# `make bench`: the comparison run. Starts the Go echo daemon (`pyro-dispatch echo`),
+# pyro-dispatch in front of it (session mode, the transparent default, and pooled mode),
+# HAProxy (mode tcp) and nginx (stream), and Pyro4's own SerializedBlob dispatcher in
+# Python; measures them all in interleaved rounds with `pyro-dispatch bench` (Go load
+# generator, json) and bench/python/load.py (Python Pyro4 clients); then writes
+# bench/RESULTS.md and the SVG charts in bench/charts/ (bench/cmd/compare).
+#
+#   bench/compare.sh            the full run (about 7-8 minutes on 2 cores)
+#   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream)
+#   BENCH_QUICK=1 bench/compare.sh   a smoke test: one short round each (~1 minute);
+#                               writes to $BENCH_OUT / $BENCH_CHARTS, by default a temp dir
+#
+# Environment: BENCH_OUT (RESULTS.md path), BENCH_CHARTS (chart directory), BENCH_KEEP=1
+# (keep the temp dir with logs and raw JSON; the default with BENCH_QUICK=1). Every process it starts is stopped by PID
+# when it ends, fails or is interrupted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+GO=${GO:-go}
+PY=/usr/bin/python3
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- dependencies ---------------------------------------------------------------------
+
+install_deps() {
+  ./scripts/ensure-pyro4.sh
+  local need=()
+  command -v haproxy >/dev/null || need+=(haproxy)
+  command -v nginx >/dev/null || need+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)' || need+=(libnginx-mod-stream)
+  [ ${#need[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing ${need[*]} with apt-get"
+  # Keep the packages' services from starting (nginx would take port 80): a
+  # policy-rc.d that denies, only for the time of the install and only if there is none.
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null
+    $sudo chmod 755 $policy
+    added=1
+  fi
+  local rc=0
+  {
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q >/dev/null &&
+      $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  } || rc=$?
+  [ -z "$added" ] || $sudo rm -f $policy
+  return $rc
+}
+
+if [ "${1:-}" = "--deps" ]; then
+  install_deps
+  exit 0
+fi
+[ $# -eq 0 ] || { echo "usage: bench/compare.sh [--deps]" >&2; exit 2; }
+
+T0=$(date +%s)
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+install_deps
+
+TMP=$(mktemp -d /tmp/pyro-bench.XXXXXX)
+QUICK=${BENCH_QUICK:-0}
+KEEP=${BENCH_KEEP:-$QUICK}
+if [ "$QUICK" = 1 ]; then
+  OUT=${BENCH_OUT:-$TMP/RESULTS.md}
+  CHARTS=${BENCH_CHARTS:-$TMP/charts}
+else
+  OUT=${BENCH_OUT:-$ROOT/bench/RESULTS.md}
+  CHARTS=${BENCH_CHARTS:-$ROOT/bench/charts}
+fi
+
+# --- processes: every one started is recorded and stopped by PID ----------------------
+
+PIDS=()   # servers, in start order
+CUR=""    # the measuring command running now
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -z "$CUR" ] || kill -TERM "$CUR" 2>/dev/null || true
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=""
+    for pid in $CUR "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -n "$alive" ] || break
+    sleep 0.1
+  done
+  for pid in $CUR "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  if [ $rc -ne 0 ] || [ "$KEEP" = 1 ]; then
+    log "logs and raw results kept in $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
+start() {
+  local name=$1
+  shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  PIDS+=($!)
+  printf '%s\t%s\n' "$name" "$(shq "$@")" >>"$TMP/setup.txt"
+  eval "PID_${name//-/_}=$!"
+}
+
+# run CMD...: runs a measuring command so that a signal reaches the trap at once.
+run() {
+  "$@" &
+  CUR=$!
+  local rc=0
+  wait "$CUR" || rc=$?
+  CUR=""
+  return $rc
+}
+
+# shq ARGS...: the arguments as one shell-quoted command line, for the report.
+shq() {
+  local a out=()
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # wait_port NAME PORT
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    local pid="PID_${1//-/_}"
+    kill -0 "${!pid}" 2>/dev/null || { cat "$TMP/$1.log" >&2; log "$1 exited"; return 1; }
+    sleep 0.05
+  done
+  log "$1 is not listening on $2"
+  return 1
+}
+
+# Ports below 32768 (Linux hands out 32768-60999 to outgoing connections).
+pick_ports() {
+  for _ in $(seq 50); do
+    local base=$((20000 + RANDOM % 12000)) ok=1 p
+    for p in $(seq $base $((base + 5))); do port_free "$p" || ok=""; done
+    if [ -n "$ok" ]; then
+      echo "$base"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# --- build ----------------------------------------------------------------------------
+
+log "building pyro-dispatch and the report tool"
+$GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
+$GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
+PD=$TMP/pyro-dispatch
+
+BASE=$(pick_ports)
+P_ECHO=$BASE P_PD=$((BASE + 1)) P_POOLED=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5))
+H=127.0.0.1
+
+# --- machine ---------------------------------------------------------------------------
+
+{
+  printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  printf 'nproc\t%s\n' "$(nproc)"
+  printf 'cpu\t%s\n' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  printf 'memory\t%s\n' "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  printf 'kernel\t%s\n' "$(uname -sr)"
+  printf 'go\t%s\n' "$($GO version)"
+  printf 'haproxy\t%s\n' "$(haproxy -v | head -1)"
+  printf 'nginx\t%s\n' "$(nginx -v 2>&1)"
+  printf 'python\t%s\n' "$($PY -c 'import sys, Pyro4, serpent; print("Python", sys.version.split()[0], "· Pyro4", Pyro4.__version__, "· serpent", serpent.__version__)')"
+  printf 'load_start\t%s\n' "$START_LOAD"
+  printf 'load_bench_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'quick\t%s\n' "$QUICK"
+} >"$TMP/machine.txt"
+
+# --- servers ---------------------------------------------------------------------------
+
+log "starting echo :$P_ECHO, pyro-dispatch :$P_PD (session) :$P_POOLED (pooled), haproxy :$P_HAPROXY, nginx :$P_NGINX, Python dispatcher :$P_PYD"
+start echo "$PD" echo --listen $H:$P_ECHO --max-message-size 256MiB --quiet
+wait_port echo $P_ECHO
+start pyro-dispatch "$PD" serve --listen $H:$P_PD --backend $H:$P_ECHO
+start pyro-dispatch-pooled "$PD" serve --listen $H:$P_POOLED --backend $H:$P_ECHO --mode pooled --pool-max-open 64
+
+sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
+start haproxy haproxy -db -f "$TMP/haproxy.cfg"
+
+mkdir -p "$TMP/nginx"
+LOAD_STREAM=""
+if ! nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then
+  LOAD_STREAM="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+fi
+sed -e "s|@LOAD_STREAM@|$LOAD_STREAM|" -e "s|@PREFIX@|$TMP/nginx|g" -e "s/@LISTEN@/$H:$P_NGINX/" -e "s/@BACKEND@/$H:$P_ECHO/" \
+  bench/nginx.conf >"$TMP/nginx/nginx.conf"
+start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+
+start python-dispatcher $PY bench/python/dispatcher.py --listen $H:$P_PYD --backend PYRO:echo@$H:$P_ECHO
+
+for s in pyro-dispatch:$P_PD pyro-dispatch-pooled:$P_POOLED haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
+  wait_port "${s%%:*}" "${s##*:}"
+done
+# nginx's workers are children of its master: record them to stop them by PID too.
+for _ in $(seq 100); do
+  [ "$(ps -o pid= --ppid "$PID_nginx" | wc -l)" -ge "$(nproc)" ] && break
+  sleep 0.05
+done
+for pid in $(ps -o pid= --ppid "$PID_nginx"); do PIDS+=("$pid"); done
+log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pooled $PID_pyro_dispatch_pooled, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher"
+
+# --- workloads ------------------------------------------------------------------------
+
+if [ "$QUICK" = 1 ]; then
+  SMALL="--duration 500ms --warmup 100ms --rounds 1"
+  MIB="--duration 500ms --warmup 200ms --rounds 1"
+  BIG="--duration 1s --warmup 500ms --rounds 1"
+  PYARGS="--duration 0.5 --warmup 0.2 --rounds 1"
+else
+  # Short rounds but several: on a shared machine a median of 5 survives two disturbed rounds.
+  SMALL="--duration 1200ms --warmup 300ms --rounds 5"
+  MIB="--duration 2s --warmup 500ms --rounds 3"
+  BIG="--duration 3s --warmup 1s --rounds 3"
+  PYARGS="--duration 3 --warmup 0.5 --rounds 3"
+fi
+TARGETS="-t direct=$H:$P_ECHO -t pyro-dispatch=$H:$P_PD"
+CPU="--cpu pyro-dispatch=$PID_pyro_dispatch --cpu haproxy=$PID_haproxy --cpu nginx=$PID_nginx"
+mkdir -p "$CHARTS"
+
+bench_workload() { # ID GROUP TITLE FLAGS...
+  local id=$1 group=$2 title=$3
+  shift 3
+  local cmd=("$PD" bench "$@" --serializer json --json "$TMP/$id.json" --chart "$CHARTS/$id.svg" --quiet)
+  log "$title"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$group" "$title" "$CHARTS/$id.svg" "$(shq "${cmd[@]}")" >>"$TMP/workloads.txt"
+  run "${cmd[@]}" >"$TMP/$id.txt" || log "$id: some calls failed (exit $?), see the report"
+  cat "$TMP/$id.txt" >&2
+}
+
+plural() { if [ "$1" = 1 ]; then echo "1 connection"; else echo "$1 connections"; fi; }
+for payload in 16 1KiB; do
+  for conns in 1 16 64; do
+    size="16 B"
+    [ $payload = 16 ] || size="1 KiB"
+    # shellcheck disable=SC2086
+    bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
+      $TARGETS -t pyro-dispatch-pooled=$H:$P_POOLED -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
+      $CPU --cpu pyro-dispatch-pooled=$PID_pyro_dispatch_pooled --payload $payload --conns $conns $SMALL
+  done
+done
+for conns in 1 4; do
+  # shellcheck disable=SC2086
+  bench_workload "large-1MiB-c$conns" large "large calls: 1 MiB payload, $(plural $conns)" \
+    $TARGETS -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX $CPU --payload 1MiB --conns $conns $MIB --timeout 30s
+done
+for conns in 1 4; do
+  # shellcheck disable=SC2086
+  bench_workload "large-64MiB-c$conns" large "large calls: 64 MiB payload, $(plural $conns)" \
+    $TARGETS -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX $CPU --payload 64MiB --conns $conns $BIG --timeout 60s
+done
+
+log "Python clients: direct, pyro-dispatch, Python SerializedBlob dispatcher"
+pycmd=($PY bench/python/load.py --target direct=PYRO:echo@$H:$P_ECHO --target pyro-dispatch=PYRO:echo@$H:$P_PD
+  --target python-dispatcher=PYRO:echo@$H:$P_PYD --procs 4 --threads 4 --payload 1024 $PYARGS
+  --cpu pyro-dispatch=$PID_pyro_dispatch --cpu python-dispatcher=$PID_python_dispatcher --json "$TMP/python-raw.json")
+printf '%s\t%s\t%s\t%s\t%s\n' python python "Python clients: blob(SerializedBlob), 1 KiB, 4 processes × 4 threads" \
+  "$CHARTS/python.svg" "$(shq "${pycmd[@]}")" >>"$TMP/workloads.txt"
+run "${pycmd[@]}" || log "python: some calls failed (exit $?), see the report"
+
+printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$TMP/machine.txt"
+"$TMP/compare" --dir "$TMP" --out "$OUT" --charts "$CHARTS" --root "$ROOT" --elapsed $(($(date +%s) - T0))
+log "wrote $OUT and $CHARTS/*.svg in $(($(date +%s) - T0))s"
