@@ -230,9 +230,9 @@ func (r *Result) throughputPanel(b *bytes.Buffer) {
 		yc := plotY0 + slot*(float64(i)+0.5)
 		v := t.Median.CallsPerSec
 		fmt.Fprintf(b, `<rect x="%d" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="0.85"><title>%s: %s calls/s</title></rect>`+"\n",
-			thrX0, yc-barH/2, xOf(v)-thrX0, barH, colour(i), html.EscapeString(t.Name), formatCount(v))
+			thrX0, yc-barH/2, xOf(v)-thrX0, barH, colour(i), html.EscapeString(t.Name), FormatCount(v))
 		text(b, thrX0-8, yc+4, 13, "end", "bold", "#222222", t.Name)
-		label := formatCount(v) + "/s"
+		label := FormatCount(v) + "/s"
 		if i > 0 && t.Ratio.CallsPerSec > 0 {
 			label += "  (" + formatRatio(t.Ratio.CallsPerSec) + ")"
 		}
@@ -252,7 +252,7 @@ func (r *Result) throughputPanel(b *bytes.Buffer) {
 			line(b, xOf(lo), ys, xOf(hi), ys, "#bbbbbb", 1.5)
 			for _, rr := range t.Rounds {
 				fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3" fill="#ffffff" stroke="%s" stroke-width="1.5"><title>round %d: %s calls/s</title></circle>`+"\n",
-					xOf(rr.CallsPerSec), ys, colour(i), rr.Round, formatCount(rr.CallsPerSec))
+					xOf(rr.CallsPerSec), ys, colour(i), rr.Round, FormatCount(rr.CallsPerSec))
 			}
 		}
 		if t.Median.Errors > 0 {

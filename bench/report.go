@@ -143,7 +143,7 @@ func (c Config) Describe() string {
 	}
 	b.WriteString(" per target, ")
 	if c.Rate > 0 {
-		fmt.Fprintf(&b, "open loop at %s calls/s", formatCount(c.Rate))
+		fmt.Fprintf(&b, "open loop at %s calls/s", FormatCount(c.Rate))
 	} else {
 		b.WriteString("closed loop")
 	}
@@ -202,7 +202,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 			}
 		}
 		fmt.Fprintf(tw, "%-*s\t%-*s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s%d\t%s\t%s\t\n",
-			nameW, t.Name, addrW, t.Addr, formatCount(m.CallsPerSec), m.MBPerSec,
+			nameW, t.Name, addrW, t.Addr, FormatCount(m.CallsPerSec), m.MBPerSec,
 			FormatLatency(m.P50), FormatLatency(m.P90), FormatLatency(m.P99), FormatLatency(m.P999), FormatLatency(m.Max),
 			cpu, m.Errors, formatRatio(t.Ratio.CallsPerSec), formatRatio(t.Ratio.P99))
 	}
@@ -213,7 +213,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		for _, t := range r.Targets {
 			fmt.Fprintf(tw, "  %-*s\t", nameW, t.Name)
 			for _, rr := range t.Rounds {
-				fmt.Fprintf(tw, "%s\t", formatCount(rr.CallsPerSec))
+				fmt.Fprintf(tw, "%s\t", FormatCount(rr.CallsPerSec))
 			}
 			fmt.Fprintln(tw)
 		}
@@ -295,9 +295,9 @@ func sig3(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
-// formatCount writes a rate or count with thousands separators, or as 1.23M above a
+// FormatCount formats a rate or count with thousands separators, or as 1.23M above a
 // million.
-func formatCount(v float64) string {
+func FormatCount(v float64) string {
 	if v >= 1e6 {
 		return sig3(v/1e6) + "M"
 	}

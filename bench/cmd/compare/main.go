@@ -340,21 +340,6 @@ func fmtRatio(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64) + "×"
 }
 
-func fmtCount(v float64) string {
-	if v < 100 {
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	s := strconv.FormatInt(int64(math.Round(v)), 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func fmtMB(v float64) string {
 	switch {
 	case v >= 100:
@@ -545,7 +530,7 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		}
 		a, h := w.get(pd), w.get(haproxy)
 		r := ratio(a.med.CallsPerSec, h.med.CallsPerSec)
-		m := fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)", fmtCount(a.med.CallsPerSec), fmtCount(h.med.CallsPerSec),
+		m := fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)", bench.FormatCount(a.med.CallsPerSec), bench.FormatCount(h.med.CallsPerSec),
 			fmtRatio(r), fmtRange(pairRatios(a, h, cps), fmtRatio))
 		if pl := w.get(pooled); pl != nil {
 			m += fmt.Sprintf("; pooled mode %s", fmtRatio(ratio(pl.med.CallsPerSec, h.med.CallsPerSec)))
@@ -625,10 +610,10 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		d, a, p := w.get(direct), w.get(pd), w.get(pydisp)
 		r := ratio(a.med.CallsPerSec, d.med.CallsPerSec)
 		cs = append(cs, check{"calls/s ≥ 0.9 × direct", "Python clients", fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)",
-			fmtCount(a.med.CallsPerSec), fmtCount(d.med.CallsPerSec), fmtRatio(r), fmtRange(pairRatios(a, d, cps), fmtRatio)), r >= 0.9, true, straddles(pairRatios(a, d, cps), 0.9)})
+			bench.FormatCount(a.med.CallsPerSec), bench.FormatCount(d.med.CallsPerSec), fmtRatio(r), fmtRange(pairRatios(a, d, cps), fmtRatio)), r >= 0.9, true, straddles(pairRatios(a, d, cps), 0.9)})
 		r = ratio(a.med.CallsPerSec, p.med.CallsPerSec)
 		cs = append(cs, check{"calls/s ≥ 1.9 × Python SerializedBlob dispatcher", "Python clients",
-			fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)", fmtCount(a.med.CallsPerSec), fmtCount(p.med.CallsPerSec),
+			fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)", bench.FormatCount(a.med.CallsPerSec), bench.FormatCount(p.med.CallsPerSec),
 				fmtRatio(r), fmtRange(pairRatios(a, p, cps), fmtRatio)), r >= 1.9, true, straddles(pairRatios(a, p, cps), 1.9)})
 	} else {
 		cs = append(cs, missing("calls/s ≥ 0.9 × direct, ≥ 1.9 × Python dispatcher", "Python clients"))
@@ -769,9 +754,9 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 		}
 		if large {
 			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, fmtMB(t.med.MBPerSec), fmtMB(lo), fmtMB(hi),
-				fmtCount(t.med.CallsPerSec), us(t.med.Latency.P50), us(t.med.Latency.P99), added, fmtMB(w.littleMBs(t)), t.cpu(), vsD, vsH, errs)
+				bench.FormatCount(t.med.CallsPerSec), us(t.med.Latency.P50), us(t.med.Latency.P99), added, fmtMB(w.littleMBs(t)), t.cpu(), vsD, vsH, errs)
 		} else {
-			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, fmtCount(t.med.CallsPerSec), fmtCount(lo), fmtCount(hi),
+			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, bench.FormatCount(t.med.CallsPerSec), bench.FormatCount(lo), bench.FormatCount(hi),
 				mb, us(t.med.Latency.P50), us(t.med.Latency.P99), added, t.cpu(), vsD, vsH, errs)
 		}
 	}
