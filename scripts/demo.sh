@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/pyro-dispatch}
-BACKEND_PORT=${BACKEND_PORT:-47901}
-PROXY_PORT=${PROXY_PORT:-47900}
+BACKEND_PORT=${BACKEND_PORT:-29901}
+PROXY_PORT=${PROXY_PORT:-29900}
 work=$(mktemp -d)
 pids=()
 cleanup() {
