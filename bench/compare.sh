@@ -147,7 +147,7 @@ wait_port() { # wait_port NAME PORT
 pick_ports() {
   for _ in $(seq 50); do
     local base=$((20000 + RANDOM % 12000)) ok=1 p
-    for p in $(seq $base $((base + 5))); do port_free "$p" || ok=""; done
+    for p in $(seq $base $((base + 6))); do port_free "$p" || ok=""; done
     if [ -n "$ok" ]; then
       echo "$base"
       return 0
@@ -164,7 +164,7 @@ $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 PD=$TMP/pyro-dispatch
 
 BASE=$(pick_ports)
-P_ECHO=$BASE P_PD=$((BASE + 1)) P_POOLED=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5))
+P_ECHO=$BASE P_PD=$((BASE + 1)) P_POOLED=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -191,6 +191,7 @@ start echo "$PD" echo --listen $H:$P_ECHO --max-message-size 256MiB --quiet
 wait_port echo $P_ECHO
 start pyro-dispatch "$PD" serve --listen $H:$P_PD --backend $H:$P_ECHO
 start pyro-dispatch-pooled "$PD" serve --listen $H:$P_POOLED --backend $H:$P_ECHO --mode pooled --pool-max-open 64
+start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO --procs 1
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
 start haproxy haproxy -db -f "$TMP/haproxy.cfg"
@@ -206,7 +207,7 @@ start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
 
 start python-dispatcher $PY bench/python/dispatcher.py --listen $H:$P_PYD --backend PYRO:echo@$H:$P_ECHO
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-pooled:$P_POOLED haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
+for s in pyro-dispatch:$P_PD pyro-dispatch-pooled:$P_POOLED pyro-dispatch-procs1:$P_PD1 haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
   wait_port "${s%%:*}" "${s##*:}"
 done
 # nginx's workers are children of its master: record them to stop them by PID too.
@@ -252,8 +253,8 @@ for payload in 16 1KiB; do
     [ $payload = 16 ] || size="1 KiB"
     # shellcheck disable=SC2086
     bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
-      $TARGETS -t pyro-dispatch-pooled=$H:$P_POOLED -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
-      $CPU --cpu pyro-dispatch-pooled=$PID_pyro_dispatch_pooled --payload $payload --conns $conns $SMALL
+      $TARGETS -t pyro-dispatch-pooled=$H:$P_POOLED -t pyro-dispatch-procs1=$H:$P_PD1 -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
+      $CPU --cpu pyro-dispatch-pooled=$PID_pyro_dispatch_pooled --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --payload $payload --conns $conns $SMALL
   done
 done
 for conns in 1 4; do

@@ -57,6 +57,7 @@ const (
 	direct  = "direct"
 	pd      = "pyro-dispatch"
 	pooled  = "pyro-dispatch-pooled"
+	procs1  = "pyro-dispatch-procs1"
 	haproxy = "haproxy"
 	nginx   = "nginx"
 	pydisp  = "python-dispatcher"
@@ -419,7 +420,7 @@ func (w *workload) littleMBs(t *target) float64 {
 // --- the report ---------------------------------------------------------------------
 
 var displayName = map[string]string{
-	direct: "direct", pd: "pyro-dispatch", pooled: "pyro-dispatch (pooled)", haproxy: "HAProxy", nginx: "nginx",
+	direct: "direct", pd: "pyro-dispatch", pooled: "pyro-dispatch (pooled)", procs1: "pyro-dispatch (--procs 1)", haproxy: "HAProxy", nginx: "nginx",
 	pydisp: "Python SerializedBlob dispatcher",
 }
 
@@ -535,6 +536,9 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		if pl := w.get(pooled); pl != nil {
 			m += fmt.Sprintf("; pooled mode %s", fmtRatio(ratio(pl.med.CallsPerSec, h.med.CallsPerSec)))
 		}
+		if p1 := w.get(procs1); p1 != nil {
+			m += fmt.Sprintf("; with `--procs 1` %s", fmtRatio(ratio(p1.med.CallsPerSec, h.med.CallsPerSec)))
+		}
 		cs = append(cs, check{goal, wl, m, r >= 1.2, true, straddles(pairRatios(a, h, cps), 1.2)})
 	}
 	for _, p := range []string{"16", "1KiB"} {
@@ -555,7 +559,7 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		})
 		m := fmt.Sprintf("pyro-dispatch **%s** (rounds %s–%s)", us(v), us(lo), us(hi))
 		split := lo < 10 && hi > 10
-		for _, other := range []string{pooled, haproxy, nginx} {
+		for _, other := range []string{pooled, procs1, haproxy, nginx} {
 			if t := w.get(other); t != nil && t.med.CPUPerCall != nil {
 				m += fmt.Sprintf("; %s %s", name(other), us(*t.med.CPUPerCall))
 			}
@@ -586,6 +590,9 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 			us(d.med.Latency.P50), fmtRatio(r), fmtRange(per, fmtRatio))
 		if pl := w.get(pooled); pl != nil {
 			m += fmt.Sprintf("; pooled mode %s", usSigned(pl.med.Latency.P50-d.med.Latency.P50))
+		}
+		if p1 := w.get(procs1); p1 != nil {
+			m += fmt.Sprintf("; with `--procs 1` %s", usSigned(p1.med.Latency.P50-d.med.Latency.P50))
 		}
 		cs = append(cs, check{goal, wl, m, addH > 0 && r <= 0.8, true, straddles(per, 0.8)})
 	}
@@ -817,7 +824,7 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload) {
 	b.WriteString("- **HAProxy**: [`bench/haproxy.cfg`](haproxy.cfg): mode tcp, `nbthread` = number of CPUs, timeouts 1 h, " +
 		"no logging, `option splice-auto`. **nginx**: [`bench/nginx.conf`](nginx.conf): `stream { upstream; server { listen; " +
 		"proxy_pass } }`, `worker_processes auto`, as root in a temporary prefix with its own pid file and error log, " +
-		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pooled*: `--mode pooled --pool-max-open 64`.\n\n")
+		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pooled*: `--mode pooled --pool-max-open 64`; *--procs 1*: session mode with GOMAXPROCS 1 (small calls only).\n\n")
 	b.WriteString("### Commands\n\n```sh\nmake bench    # = bench/compare.sh; $TMP is its temporary directory\n\n# servers\n")
 	for _, kv := range setup {
 		fmt.Fprintf(b, "%s &    # %s\n", o.shortCmd(kv[1]), kv[0])
