@@ -9,9 +9,9 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
-// fixedBackend is a minimal Pyro4 peer for benchmarks: it answers CONNECT with CONNECTOK
-// and every INVOKE with a RESULT carrying the request's payload, without allocating.
-func fixedBackend(tb testing.TB) net.Listener {
+// testBackend listens on 127.0.0.1 and runs serve on every accepted connection, with a
+// frame.Reader over it, until the test ends.
+func testBackend(tb testing.TB, serve func(c net.Conn, r *frame.Reader)) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -24,46 +24,53 @@ func fixedBackend(tb testing.TB) net.Listener {
 			}
 			go func() {
 				defer c.Close()
-				r := frame.NewReader(c, 0, frame.Limits{})
-				var head []byte
-				var iov [2][]byte
-				var bufs net.Buffers
-				for {
-					m, err := r.Next()
-					if err != nil {
-						return
-					}
-					h := m.Header
-					switch h.Type {
-					case frame.Connect:
-						h.Type = frame.ConnectOK
-					case frame.Ping:
-					default:
-						h.Type = frame.Result
-					}
-					h.Flags &= frame.FlagCompressed
-					if m.Header.Flags.Has(frame.FlagOneway) {
-						if r.Discard(&m) != nil {
-							return
-						}
-						continue
-					}
-					// Like a Pyro4 daemon: the whole request first, then the reply.
-					if r.ReadRest(&m) != nil {
-						return
-					}
-					head, _ = frame.AppendHead(head[:0], h, nil)
-					iov = [2][]byte{head, m.Payload}
-					bufs = iov[:]
-					if _, err := bufs.WriteTo(c); err != nil {
-						return
-					}
-				}
+				serve(c, frame.NewReader(c, 0, frame.Limits{}))
 			}()
 		}
 	}()
 	tb.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// fixedBackend is a minimal Pyro4 peer for benchmarks: it answers CONNECT with CONNECTOK
+// and every INVOKE with a RESULT carrying the request's payload, without allocating.
+func fixedBackend(tb testing.TB) net.Listener {
+	return testBackend(tb, func(c net.Conn, r *frame.Reader) {
+		var head []byte
+		var iov [2][]byte
+		var bufs net.Buffers
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			h := m.Header
+			switch h.Type {
+			case frame.Connect:
+				h.Type = frame.ConnectOK
+			case frame.Ping:
+			default:
+				h.Type = frame.Result
+			}
+			h.Flags &= frame.FlagCompressed
+			if m.Header.Flags.Has(frame.FlagOneway) {
+				if r.Discard(&m) != nil {
+					return
+				}
+				continue
+			}
+			// Like a Pyro4 daemon: the whole request first, then the reply.
+			if r.ReadRest(&m) != nil {
+				return
+			}
+			head, _ = frame.AppendHead(head[:0], h, nil)
+			iov = [2][]byte{head, m.Payload}
+			bufs = iov[:] // WriteTo consumes bufs
+			if _, err := bufs.WriteTo(c); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // startProxy runs a dispatcher in front of backend and returns its address.

@@ -44,18 +44,7 @@ func TestForwardSmallAndLarge(t *testing.T) {
 // A backend that answers with the wrong seq has a broken stream: the client gets a Pyro4
 // CommunicationError for its call and the connection is closed.
 func TestReplySeqMismatch(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := frame.NewReader(c, 0, frame.Limits{})
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
 		for i := 0; ; i++ {
 			m, err := r.Next()
 			if err != nil || r.Discard(&m) != nil {
@@ -67,7 +56,7 @@ func TestReplySeqMismatch(t *testing.T) {
 			}
 			c.Write(frame.AppendMessage(nil, h, nil, []byte("x")))
 		}
-	}()
+	})
 	_, addr := startProxy(t, ln.Addr().String(), nil)
 	g := dialClient(t, addr)
 	g.send(t, frame.Invoke, 0, nil, []byte("call"))
@@ -91,35 +80,20 @@ func TestReplySeqMismatch(t *testing.T) {
 // Shutdown lets a call in flight finish, closes idle clients and leaves no goroutine.
 func TestShutdownDrains(t *testing.T) {
 	gate := make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			m, err := r.Next()
+			if err != nil || r.Discard(&m) != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := frame.NewReader(c, 0, frame.Limits{})
-				for {
-					m, err := r.Next()
-					if err != nil || r.Discard(&m) != nil {
-						return
-					}
-					h := frame.Header{Type: frame.ConnectOK, Seq: m.Header.Seq, Serializer: m.Header.Serializer}
-					if m.Header.Type == frame.Invoke {
-						<-gate // a slow call
-						h.Type = frame.Result
-					}
-					c.Write(frame.AppendMessage(nil, h, nil, []byte("done")))
-				}
-			}()
+			h := frame.Header{Type: frame.ConnectOK, Seq: m.Header.Seq, Serializer: m.Header.Serializer}
+			if m.Header.Type == frame.Invoke {
+				<-gate // a slow call
+				h.Type = frame.Result
+			}
+			c.Write(frame.AppendMessage(nil, h, nil, []byte("done")))
 		}
-	}()
+	})
 	srv, addr := startProxy(t, ln.Addr().String(), nil)
 	busy, idle := dialClient(t, addr), dialClient(t, addr)
 	busy.send(t, frame.Invoke, 0, nil, []byte("slow"))

@@ -95,16 +95,6 @@ func (v *goldenVector) annotations() frame.Annotations {
 
 func (v *goldenVector) payload() []byte { return v.raw[frame.HeaderSize+v.Header.AnnLen:] }
 
-// annotation returns the recorded value of chunk id.
-func (v *goldenVector) annotation(t *testing.T, id string) ([]byte, bool) {
-	for _, c := range v.Annotations {
-		if c[0] == id {
-			return mustHex(t, c[1]), true
-		}
-	}
-	return nil, false
-}
-
 func mustHex(t *testing.T, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)

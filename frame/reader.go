@@ -54,9 +54,6 @@ func (r *Reader) Reset(src io.Reader) {
 	r.start, r.end, r.msgStart, r.pending = 0, 0, 0, 0
 }
 
-// SetLimits replaces the limits enforced from the next message on.
-func (r *Reader) SetLimits(lim Limits) { r.lim = lim }
-
 // Buffered returns the number of bytes read from the source past the current message.
 func (r *Reader) Buffered() int { return r.end - r.start }
 

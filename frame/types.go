@@ -25,9 +25,6 @@ func (t MsgType) String() string {
 	return "type(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Valid reports whether t is one of the six message types Pyro4 defines.
-func (t MsgType) Valid() bool { return t >= Connect && t <= Ping }
-
 // Flags is the flags bit set of a Pyro4 header.
 type Flags uint16
 
