@@ -298,6 +298,9 @@ type echoConn struct {
 	c         net.Conn
 	r         *frame.Reader
 	out       []byte // the reply being built: header, annotations, payload
+	held      []byte // replies not yet written: more requests had arrived with theirs
+	iov       [2][]byte
+	bufs      net.Buffers // iov as handed to writev, which consumes it
 	annLen    int
 	connected bool
 	inflate   io.ReadCloser // zlib reader, reused for compressed requests
@@ -322,6 +325,9 @@ func (s *EchoServer) serveConn(c net.Conn) {
 	ec := &echoConn{s: s, c: c, r: frame.NewReader(c, 0, lim), out: make([]byte, 0, 1024)}
 	for {
 		err := ec.serveOne()
+		if err == nil && len(ec.held) > 0 && !ec.r.NextBuffered() {
+			err = ec.write(nil)
+		}
 		if err == nil {
 			continue
 		}
@@ -389,12 +395,27 @@ func (ec *echoConn) begin(ann frame.Annotations) {
 
 var zeroHeader [frame.HeaderSize]byte
 
-// send completes the header of the reply in ec.out and writes it.
+// send completes the header of the reply in ec.out and writes it. When the next request
+// has arrived already (a client or proxy that pipelines), the reply is held and written
+// with the replies to the requests that came with it, as a server that reads ahead does;
+// one request at a time, every reply is written at once.
 func (ec *echoConn) send(t frame.MsgType, flags frame.Flags, seq uint16, ser frame.Serializer) error {
 	h := frame.Header{Type: t, Flags: flags, Seq: seq, Serializer: ser,
 		AnnLen: ec.annLen, DataLen: len(ec.out) - frame.HeaderSize - ec.annLen}
 	h.Put(ec.out)
-	_, err := ec.c.Write(ec.out)
+	if ec.s.Delay == 0 && ec.r.NextBuffered() {
+		ec.held = append(ec.held, ec.out...)
+		return nil
+	}
+	return ec.write(ec.out)
+}
+
+// write writes the held replies and then b.
+func (ec *echoConn) write(b []byte) error {
+	ec.iov = [2][]byte{ec.held, b}
+	ec.bufs = ec.iov[:]
+	_, err := ec.bufs.WriteTo(ec.c)
+	ec.held = ec.held[:0]
 	return err
 }
 

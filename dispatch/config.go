@@ -47,6 +47,10 @@ type PoolConfig struct {
 	MaxLifetime    time.Duration `yaml:"max_lifetime"`    // upstream connections closed at this age (0: never)
 	HealthInterval time.Duration `yaml:"health_interval"` // idle connections PINGed after this long unused
 	Handshakes     int           `yaml:"handshakes"`      // distinct handshakes (and pools) remembered
+	// Pipeline is how many calls of different clients may be in flight at once on one
+	// upstream connection (1: a connection serves one call at a time). Above 1, requests
+	// are written back to back, several in one writev, and replies matched in order.
+	Pipeline int `yaml:"pipeline"`
 }
 
 // LimitsConfig bounds what clients may do.
@@ -87,12 +91,14 @@ const (
 	DefaultPoolIdle        = 5 * time.Minute
 	DefaultPoolHealth      = 30 * time.Second
 	DefaultHandshakes      = 1024
+	MaxPipeline            = 1024
 )
 
 // DefaultPool returns the pool settings used where a listener gives none.
 func DefaultPool() PoolConfig {
 	return PoolConfig{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
-		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes}
+		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes,
+		Pipeline: 1}
 }
 
 // Mode names.
@@ -312,7 +318,7 @@ func (c *Config) Validate() error {
 // fill puts defaults into unset pool fields and checks the others.
 func (p *PoolConfig) fill(key string) error {
 	d := DefaultPool()
-	for name, v := range map[string]*int{"max_open": &p.MaxOpen, "max_idle": &p.MaxIdle, "max_waiters": &p.MaxWaiters, "handshakes": &p.Handshakes, "warm": &p.Warm} {
+	for name, v := range map[string]*int{"max_open": &p.MaxOpen, "max_idle": &p.MaxIdle, "max_waiters": &p.MaxWaiters, "handshakes": &p.Handshakes, "warm": &p.Warm, "pipeline": &p.Pipeline} {
 		if *v < 0 {
 			return fieldErr(key+"."+name, "must not be negative")
 		}
@@ -324,6 +330,12 @@ func (p *PoolConfig) fill(key string) error {
 	}
 	if p.MaxOpen == 0 {
 		p.MaxOpen = d.MaxOpen
+	}
+	if p.Pipeline == 0 {
+		p.Pipeline = d.Pipeline
+	}
+	if p.Pipeline > MaxPipeline {
+		return fieldErr(key+".pipeline", "%d is more than %d", p.Pipeline, MaxPipeline)
 	}
 	if p.MaxIdle == 0 || p.MaxIdle > p.MaxOpen {
 		p.MaxIdle = p.MaxOpen

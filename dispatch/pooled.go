@@ -34,6 +34,7 @@ type handshake struct {
 	key     hsKey
 	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial) unless signed
 	pool    *pool.Pool
+	mux     *mux // pipelined calls on the pool's connections; nil unless pool.pipeline > 1
 
 	mu       sync.Mutex
 	reply    *storedReply   // the first CONNECTOK, nil before one arrived
@@ -57,13 +58,12 @@ func (e *rejectedError) Error() string { return "backend rejected the handshake"
 type handshakes struct {
 	cache *lru.Cache[hsKey, *handshake]
 	cfg   PoolConfig
-	dial  time.Duration
-	log   *zap.Logger
+	srv   *Server
 }
 
-func newHandshakes(cfg PoolConfig, dial time.Duration, log *zap.Logger) (*handshakes, error) {
-	hs := &handshakes{cfg: cfg, dial: dial, log: log}
-	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.pool.Close() })
+func newHandshakes(cfg PoolConfig, srv *Server) (*handshakes, error) {
+	hs := &handshakes{cfg: cfg, srv: srv}
+	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.close() })
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (hs *handshakes) get(target Target, m *frame.Message) *handshake {
 func (hs *handshakes) renew(h *handshake) *handshake {
 	return hs.getOrAdd(h.key, func() *handshake {
 		n := &handshake{key: h.key, connect: h.connect}
-		n.pool = hs.newPool(n)
+		hs.start(n)
 		return n
 	})
 }
@@ -115,7 +115,7 @@ func (hs *handshakes) getOrAdd(key hsKey, build func() *handshake) *handshake {
 	}
 	h := build()
 	if prev, ok, _ := hs.cache.PeekOrAdd(key, h); ok {
-		h.pool.Close() // lost a race with another client's identical handshake
+		h.close() // lost a race with another client's identical handshake
 		return prev
 	}
 	return h
@@ -127,8 +127,24 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 	hdr.Seq = 0
 	h.connect, _ = frame.AppendHead(nil, hdr, kept(m.Annotations))
 	h.connect = append(h.connect, m.Payload...)
-	h.pool = hs.newPool(h)
+	hs.start(h)
 	return h
+}
+
+// start gives h its pool and, when calls are pipelined, its mux.
+func (hs *handshakes) start(h *handshake) {
+	h.pool = hs.newPool(h)
+	if hs.cfg.Pipeline > 1 {
+		h.mux = newMux(h, hs.srv, hs.cfg)
+	}
+}
+
+// close ends h's pipelined calls and closes its pool.
+func (h *handshake) close() {
+	if h.mux != nil {
+		h.mux.close()
+	}
+	h.pool.Close()
 }
 
 func (hs *handshakes) newPool(h *handshake) *pool.Pool {
@@ -148,7 +164,7 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		Warm:           c.Warm,
 		MaxWaiters:     c.MaxWaiters,
 		WaitTimeout:    c.WaitTimeout,
-		DialTimeout:    hs.dial,
+		DialTimeout:    hs.srv.cfg.Timeouts.Dial,
 		IdleTimeout:    c.IdleTimeout,
 		MaxLifetime:    c.MaxLifetime,
 		HealthInterval: health,

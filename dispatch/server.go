@@ -88,7 +88,7 @@ func NewServer(cfg Config, log *zap.Logger, routers map[string]Router) (*Server,
 		var hs *handshakes
 		if lc.Mode == ModePooled {
 			var err error
-			if hs, err = newHandshakes(lc.Pool, cfg.Timeouts.Dial, log); err != nil {
+			if hs, err = newHandshakes(lc.Pool, s); err != nil {
 				return nil, err
 			}
 		}
@@ -268,12 +268,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.mu.Unlock()
+		s.closePools() // ends pipelined calls: their sessions wait for them before closing
 		<-done
 		return ctx.Err()
 	}
 }
 
-// closePools closes the upstream pools of pooled listeners (once all sessions ended).
+// closePools closes the upstream pools of pooled listeners: once all sessions ended, or
+// on a forced shutdown to end the pipelined calls that sessions wait for.
 func (s *Server) closePools() {
 	seen := map[*handshakes]bool{}
 	for _, l := range s.listeners {

@@ -42,8 +42,14 @@ type Session struct {
 
 	head []byte              // scratch for a rewritten header and annotations
 	corr [frame.CorrLen]byte // the current call's correlation id
-	iov  [3][]byte           // the pieces of one outgoing message
-	bufs net.Buffers         // iov as handed to writev
+	w    writer              // scratch for writing one message
+
+	// Pipelined pooled mode: while pending, call belongs to the mux connection that will
+	// deliver its reply, and s.head, s.corr and writes to the client are not the
+	// session's to touch until awaitCall.
+	call    pipelinedCall
+	pending bool
+	done    chan struct{} // signaled when a pipelined call ends
 
 	upDeadline bool // a read deadline is set on upstream
 	clDeadline bool // a read deadline is set on client
@@ -228,6 +234,7 @@ func (s *Session) waitRequest() bool {
 // relayCall moves one request to the backend and, unless it is oneway, the backend's
 // reply back. An error ends the session.
 func (s *Session) relayCall() error {
+	s.awaitCall() // a Pyro4 client sends its next request after the reply: no wait
 	start := time.Now()
 	if !s.cr.NextBuffered() { // usually it is: no deadline to set
 		s.setClientDeadline(s.srv.cfg.Timeouts.Header)
@@ -257,6 +264,9 @@ func (s *Session) relayCall() error {
 			s.affinityUnknown, s.pinned = false, true
 			s.debug("pinned to one upstream connection: object unreadable with affinity patterns", zap.Error(err))
 		}
+	}
+	if s.hs != nil && s.hs.mux != nil && !s.pinned && h.DataLen <= s.srv.bufferedLimit {
+		return s.relayPipelined(&m, start, object, method)
 	}
 	if err := s.attach(); err != nil {
 		return s.refuseCall(&m, err)
@@ -353,10 +363,17 @@ func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
 	s.mu.Unlock()
 }
 
-// forwardRequest sends the client's message m to the backend with a correlation id added
-// when it has none (and is not HMAC-signed: a new chunk would break the signature), and
+// forwardRequest sends the client's message m to the backend (see rewriteRequest) and
 // returns the message's correlation id.
 func (s *Session) forwardRequest(m *frame.Message) ([]byte, error) {
+	corr := s.rewriteRequest(m)
+	return corr, s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
+}
+
+// rewriteRequest puts m's header and annotations for the backend into s.head, with a
+// correlation id added when it has none (and is not HMAC-signed: a new chunk would break
+// the signature), and returns the message's correlation id.
+func (s *Session) rewriteRequest(m *frame.Message) []byte {
 	var fresh *[frame.CorrLen]byte
 	if _, has := m.Annotations.Lookup(frame.CORR); !has {
 		if _, signed := m.Annotations.Lookup(frame.HMAC); !signed {
@@ -368,34 +385,43 @@ func (s *Session) forwardRequest(m *frame.Message) ([]byte, error) {
 	var corr []byte
 	s.head, _, corr = frame.AppendForward(s.head[:0], m.Header, m.Annotations, m.Header.Seq, fresh)
 	n := copy(s.corr[:], corr)
-	return s.corr[:n:n], s.forward(s.upstream, s.cr, m, s.head, nil)
+	return s.corr[:n:n]
 }
 
 // forwardReply relays a backend message to the client unchanged.
 func (s *Session) forwardReply(m *frame.Message) error {
-	return s.forward(s.client, s.ur, m, m.Raw, m.Annotations)
+	return s.w.send(s.client, s.ur, m, nil, s.srv.bufferedLimit, false)
 }
 
-// forward writes a message (head pieces, then the payload) to dst: in one writev when the
-// payload is small enough to buffer, otherwise the buffered prefix and then the rest moved
-// from the source socket by io.CopyN, which splices between TCP or unix sockets.
-func (s *Session) forward(dst net.Conn, r *frame.Reader, m *frame.Message, head1, head2 []byte) error {
-	if m.Remaining > 0 && m.Header.DataLen <= s.srv.bufferedLimit {
-		if err := r.ReadRest(m); err != nil {
-			return &copyError{fromClient: r == s.cr, err: err}
-		}
-		if r != s.cr {
-			head1, head2 = m.Raw, m.Annotations // the buffer may have moved
+// writer moves messages to a socket, with its own scratch for the pieces of one writev.
+type writer struct {
+	iov  [3][]byte
+	bufs net.Buffers
+}
+
+// send writes message m, read by r, to dst: head (or, when nil, m's own header and
+// annotations) and the payload in one writev when the payload is at most limit bytes,
+// otherwise the buffered prefix and then the rest moved from the source socket by
+// io.CopyN, which splices between TCP or unix sockets. srcIsClient tells which side a
+// failure is on (copyError).
+func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []byte, limit int, srcIsClient bool) error {
+	if m.Remaining > 0 && m.Header.DataLen <= limit {
+		if err := r.ReadRest(m); err != nil { // m's slices may have moved with the buffer
+			return &copyError{fromClient: srcIsClient, err: err}
 		}
 	}
-	s.iov = [3][]byte{head1, head2, m.Payload}
-	s.bufs = s.iov[:]
-	if _, err := s.bufs.WriteTo(dst); err != nil {
-		return &copyError{fromClient: r != s.cr, err: err}
+	if head != nil {
+		w.iov = [3][]byte{head, nil, m.Payload}
+	} else {
+		w.iov = [3][]byte{m.Raw, m.Annotations, m.Payload}
+	}
+	w.bufs = w.iov[:]
+	if _, err := w.bufs.WriteTo(dst); err != nil {
+		return &copyError{fromClient: !srcIsClient, err: err}
 	}
 	if m.Remaining > 0 {
 		if _, err := r.CopyRest(dst, m); err != nil {
-			return &copyError{fromClient: r == s.cr, err: err}
+			return &copyError{fromClient: srcIsClient, err: err}
 		}
 	}
 	return nil
@@ -553,6 +579,7 @@ func (s *Session) wakeIfIdle() {
 // closeAll closes the client and its upstream: a pinned or mid-call lease is destroyed,
 // never pooled, so the backend releases what it kept for that connection.
 func (s *Session) closeAll() {
+	s.awaitCall()
 	s.client.Close()
 	switch {
 	case s.lease.Conn != nil:

@@ -34,6 +34,7 @@ type configFlags struct {
 	affinity  []string
 	poolOpen  int
 	poolWait  time.Duration
+	pipeline  int
 	logLevel  string
 	logFormat string
 	access    bool
@@ -58,6 +59,7 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.affinity, "affinity", nil, "pooled mode: object id pattern whose clients keep one backend connection (repeatable)")
 	fs.IntVar(&c.poolOpen, "pool-max-open", dispatch.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
 	fs.DurationVar(&c.poolWait, "pool-wait-timeout", dispatch.DefaultPoolWait, "pooled mode: how long a call waits for a free backend connection")
+	fs.IntVar(&c.pipeline, "pool-pipeline", 1, "pooled mode: calls of different clients in flight at once on one backend connection (1: one at a time)")
 	fs.StringVar(&c.logLevel, "log-level", d.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", d.Log.Format, "log format: console or json")
 	fs.BoolVar(&c.access, "access-log", false, "log every call (correlation id, object, method, bytes, latency, outcome)")
@@ -108,6 +110,9 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 		}
 		if fs.Changed("pool-wait-timeout") {
 			l.Pool.WaitTimeout = c.poolWait
+		}
+		if fs.Changed("pool-pipeline") {
+			l.Pool.Pipeline = c.pipeline
 		}
 	}
 	set := func(name string, apply func()) {
