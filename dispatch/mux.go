@@ -43,6 +43,8 @@ type muxConn struct {
 	x     *mux
 	lease pool.Lease
 
+	wmu sync.Mutex // held while writing to the connection
+
 	mu      sync.Mutex
 	out     []byte     // requests not yet written
 	spare   []byte     // the other write buffer
@@ -160,15 +162,7 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 		return err
 	}
 	c.out = append(append(c.out, head...), payload...)
-	if !oneway {
-		if c.head == len(c.calls) {
-			c.calls, c.head = c.calls[:0], 0
-			if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
-				c.lease.Conn.SetReadDeadline(time.Now().Add(d))
-			}
-		}
-		c.calls = append(c.calls, s)
-	}
+	c.enqueueLocked(s, oneway)
 	if c.writing {
 		c.mu.Unlock()
 		return nil
@@ -177,13 +171,63 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	c.mu.Unlock()
 	// Let the other sessions that are ready now add their requests to this write.
 	runtime.Gosched()
-	c.flush()
+	c.wmu.Lock()
+	c.flushLocked()
+	c.wmu.Unlock()
 	return nil
 }
 
-// flush writes out what is queued until nothing is, then ends this session's turn as
-// the writer.
-func (c *muxConn) flush() {
+// sendLarge sends a request whose payload is too large to buffer: what is queued before
+// it, then its head and the buffered part of its payload, then the rest spliced from the
+// client, while the others queue behind it. Not queued means the connection had failed
+// before. A failure once queued fails the connection (its stream holds part of a
+// request), and the error (a copyError) tells which side failed.
+func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bool) (queued bool, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return false, err
+	}
+	before := c.out
+	c.out = c.spare[:0]
+	c.enqueueLocked(s, oneway)
+	c.writing = true // whoever queues meanwhile leaves the write to this session
+	c.mu.Unlock()
+	if _, err = c.lease.Conn.Write(before); err != nil {
+		err = &copyError{err: err}
+	} else {
+		err = s.w.send(c.lease.Conn, s.cr, m, head, 0, true)
+	}
+	c.mu.Lock()
+	c.spare = before[:0]
+	if err != nil {
+		c.failLocked(fmt.Errorf("writing a large request: %w", err))
+	}
+	c.mu.Unlock()
+	c.flushLocked()
+	return true, err
+}
+
+// enqueueLocked makes s the owner of the reply after those already awaited.
+func (c *muxConn) enqueueLocked(s *Session, oneway bool) {
+	if oneway {
+		return
+	}
+	if c.head == len(c.calls) {
+		c.calls, c.head = c.calls[:0], 0
+		if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
+			c.lease.Conn.SetReadDeadline(time.Now().Add(d))
+		}
+	}
+	c.calls = append(c.calls, s)
+}
+
+// flushLocked (c.wmu held) writes out what is queued until nothing is, then ends this
+// session's turn as the writer.
+func (c *muxConn) flushLocked() {
 	c.mu.Lock()
 	for len(c.out) > 0 && c.err == nil {
 		buf := c.out
@@ -268,28 +312,37 @@ func (c *muxConn) readLoop() {
 }
 
 // deliver relays reply m to session s's client and completes the call. Only an upstream
-// failure is returned: a client that went away loses its reply, which is read to its end
-// so the connection stays in step.
+// failure is returned. A client that went away before its reply loses it, and the reply
+// is read to its end so that the connection stays in step; a failure in the middle of a
+// spliced reply may be on either side and leaves the stream's position unknown, so it
+// closes the client and fails the connection.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
+	limit := s.srv.bufferedLimit
+	if m.Header.DataLen <= limit {
+		if err := r.ReadRest(m); err != nil {
+			c.answer(s, err)
+			return err
+		}
+	}
 	outcome := "ok"
 	if m.Header.Flags.Has(frame.FlagException) {
 		outcome = "exception"
 	}
 	size := m.Header.DataLen
-	err := c.wbuf.send(s.client, r, m, nil, s.srv.bufferedLimit, false)
-	var ce *copyError
-	if errors.As(err, &ce) && ce.fromClient {
+	err := c.wbuf.send(s.client, r, m, nil, limit, false)
+	if err != nil && fromClient(err) { // the writev failed: nothing was spliced yet
 		s.debug("client gone before its reply", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 		if err = r.Discard(m); err == nil {
 			outcome = "client gone"
 		}
 	}
 	if err != nil {
-		return err
+		s.client.Close() // its reply is cut short: the session ends
+		outcome = "error"
 	}
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
 	s.finishCall()
-	return nil
+	return err
 }
 
 // answer ends session s's call with a pyro-dispatch CommunicationError for the client.
@@ -310,13 +363,16 @@ type pipelinedCall struct {
 	start          time.Time
 }
 
-// relayPipelined sends the whole small request m on a shared connection of the session's
-// mux and returns without waiting for the reply, which the connection's reader delivers.
+// relayPipelined sends request m on a shared connection of the session's mux and returns
+// without waiting for the reply, which the connection's reader delivers.
 func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, method string) error {
-	if err := s.cr.ReadRest(m); err != nil {
-		return fmt.Errorf("reading request: %w", err)
+	large := m.Header.DataLen > s.srv.bufferedLimit
+	if !large {
+		if err := s.cr.ReadRest(m); err != nil {
+			return fmt.Errorf("reading request: %w", err)
+		}
+		s.setClientDeadline(0)
 	}
-	s.setClientDeadline(0)
 	x := s.hs.mux
 	if err := x.acquireSlot(); err != nil {
 		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.target, s.hs.pool)))
@@ -346,16 +402,31 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		s.done = make(chan struct{}, 1)
 	}
 	s.pending = !oneway
-	if err := c.send(s, s.head, m.Payload, oneway); err != nil {
+	queued := true
+	if large {
+		queued, err = c.sendLarge(s, s.head, m, oneway)
+	} else if err = c.send(s, s.head, m.Payload, oneway); err != nil {
+		queued = false
+	}
+	if !queued { // the connection had failed: nothing was sent
 		s.pending = false
 		x.releaseSlot()
-		return s.upstreamLost(h, corr, err)
+		return s.refuseCall(m, fmt.Errorf("pyro-dispatch: backend %s lost: %w", s.target.Name, err))
 	}
 	if oneway {
 		x.releaseSlot()
-		s.logCall(h, corr, object, method, start, "oneway", 0)
+		if err == nil {
+			s.logCall(h, corr, object, method, start, "oneway", 0)
+		}
 	}
-	return nil
+	if err == nil {
+		return nil
+	}
+	if fromClient(err) {
+		return err // the session ends; a call is answered by the reader, to a closed client
+	}
+	s.logger().Warn("pipelined upstream connection lost while sending", zap.Error(err), zap.Stringer("corr", corrID(corr)))
+	return nil // the reader answers the call with the connection's failure
 }
 
 // finishCall ends the session's pipelined call (reader goroutine).

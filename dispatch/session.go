@@ -265,7 +265,7 @@ func (s *Session) relayCall() error {
 			s.debug("pinned to one upstream connection: object unreadable with affinity patterns", zap.Error(err))
 		}
 	}
-	if s.hs != nil && s.hs.mux != nil && !s.pinned && h.DataLen <= s.srv.bufferedLimit {
+	if s.hs != nil && s.hs.mux != nil && !s.pinned {
 		return s.relayPipelined(&m, start, object, method)
 	}
 	if err := s.attach(); err != nil {
@@ -274,8 +274,7 @@ func (s *Session) relayCall() error {
 	corr, err := s.forwardRequest(&m)
 	s.setClientDeadline(0)
 	if err != nil {
-		var ce *copyError
-		if errors.As(err, &ce) && ce.fromClient {
+		if fromClient(err) {
 			return err
 		}
 		return s.upstreamLost(h, corr, err)
@@ -435,6 +434,12 @@ type copyError struct {
 }
 
 func (e *copyError) Error() string { return e.err.Error() }
+
+// fromClient reports whether err is a copyError on the client's side.
+func fromClient(err error) bool {
+	var ce *copyError
+	return errors.As(err, &ce) && ce.fromClient
+}
 func (e *copyError) Unwrap() error { return e.err }
 
 // upstreamLost answers a request whose backend failed with a Pyro4 CommunicationError

@@ -31,8 +31,16 @@ import (
 // dispatcher passes payloads through whatever their serializer).
 var sessSerializers = []string{"serpent", "json", "marshal", "pickle"}
 
-// sessModes are the listener modes every scenario runs in.
-var sessModes = []string{dispatch.ModeSession, dispatch.ModePooled}
+// sessModes are the listener modes every scenario runs in: sessPipelined is pooled mode
+// with pool.pipeline sessPipeline.
+var sessModes = []string{dispatch.ModeSession, dispatch.ModePooled, sessPipelined}
+
+// sessPipelined names pooled mode with calls of different clients pipelined on shared
+// backend connections, up to sessPipeline at once on each.
+const (
+	sessPipelined = "pipelined"
+	sessPipeline  = 8
+)
 
 // sessPoolMaxOpen is the pool size of a pooled listener: small, so that clients really
 // share backend connections (the concurrent scenario's 32 clients share 4).
@@ -50,7 +58,10 @@ func sessMode(mode string, more ...func(*dispatch.Config)) func(*dispatch.Config
 	return func(c *dispatch.Config) {
 		l := &c.Listeners[0]
 		l.Mode = mode
-		if mode == dispatch.ModePooled {
+		if mode == sessPipelined {
+			l.Mode, l.Pool.Pipeline = dispatch.ModePooled, sessPipeline
+		}
+		if l.Mode == dispatch.ModePooled {
 			l.Affinity = sessAffinity
 			l.Pool.MaxOpen = sessPoolMaxOpen
 		}

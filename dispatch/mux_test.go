@@ -1,0 +1,332 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+)
+
+// pipelined sets the listener to pooled mode with maxOpen connections and up to depth
+// calls in flight on each.
+func pipelined(maxOpen, depth int) func(*Config) {
+	return func(c *Config) {
+		l := &c.Listeners[0]
+		l.Mode = ModePooled
+		l.Pool.MaxOpen, l.Pool.Pipeline = maxOpen, depth
+		if err := c.Validate(); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// countingBackend is fixedBackend that counts its connections and the requests it found
+// already buffered behind the one it read (proof that requests came pipelined).
+type countingBackend struct {
+	net.Listener
+	conns, ahead atomic.Int64
+}
+
+func newCountingBackend(t *testing.T, delay time.Duration) *countingBackend {
+	b := &countingBackend{}
+	b.Listener = testBackend(t, func(c net.Conn, r *frame.Reader) {
+		b.conns.Add(1)
+		for {
+			m, err := r.Next()
+			if err != nil || r.ReadRest(&m) != nil {
+				return
+			}
+			h := m.Header
+			if h.Type == frame.Invoke && r.NextBuffered() {
+				b.ahead.Add(1)
+			}
+			switch h.Type {
+			case frame.Connect:
+				h.Type = frame.ConnectOK
+			case frame.Invoke:
+				if h.Flags.Has(frame.FlagOneway) {
+					continue
+				}
+				h.Type = frame.Result
+				time.Sleep(delay)
+			}
+			h.Flags = 0
+			if _, err := c.Write(frame.AppendMessage(nil, h, m.Annotations, m.Payload)); err != nil {
+				return
+			}
+		}
+	})
+	return b
+}
+
+// Many clients on two pipelined connections: every reply reaches the client that made
+// the call (each payload is unique), requests really arrive back to back, and the backend
+// sees no more connections than max_open. Large requests and replies (spliced) and oneway
+// calls are mixed in.
+func TestPipelinedCalls(t *testing.T) {
+	be := newCountingBackend(t, 0)
+	_, addr := startProxy(t, be.Addr().String(), pipelined(2, 16))
+	const clients, calls = 24, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := dialClient(t, addr)
+			for j := range calls {
+				payload := []byte(fmt.Sprintf("client %d call %d", i, j))
+				if i%8 == 0 && j%20 == 0 {
+					payload = bytes.Repeat(payload, (100<<10)/len(payload)) // over buffered_payload
+				}
+				if j%7 == 0 {
+					g.send(t, frame.Invoke, frame.FlagOneway, nil, payload)
+					continue
+				}
+				g.send(t, frame.Invoke, 0, nil, payload)
+				m, err := g.r.Next()
+				if err == nil {
+					err = g.r.ReadRest(&m)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				if m.Header.Type != frame.Result || m.Header.Seq != g.seq || !bytes.Equal(m.Payload, payload) {
+					errs <- fmt.Errorf("client %d call %d: got %v seq %d %.40q", i, j, m.Header.Type, m.Header.Seq, m.Payload)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := be.conns.Load(); n > 2 {
+		t.Errorf("backend saw %d connections, want at most max_open 2", n)
+	}
+	if be.ahead.Load() == 0 {
+		t.Error("no request ever arrived behind another: calls were not pipelined")
+	}
+	t.Logf("backend: %d connections, %d requests found queued behind another", be.conns.Load(), be.ahead.Load())
+}
+
+// A backend connection that dies with calls in flight: each of them gets a pyro-dispatch
+// CommunicationError, the clients stay connected and their next calls work on a new
+// connection.
+func TestPipelinedBackendLost(t *testing.T) {
+	var dropped atomic.Bool
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		for {
+			m, err := r.Next()
+			if err != nil || r.ReadRest(&m) != nil {
+				return
+			}
+			h := m.Header
+			if h.Type == frame.Connect {
+				h.Type = frame.ConnectOK
+			} else {
+				h.Type = frame.Result
+				if string(m.Payload) == "die" && dropped.CompareAndSwap(false, true) {
+					time.Sleep(100 * time.Millisecond) // the others' calls queue behind
+					return
+				}
+			}
+			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+		}
+	})
+	_, addr := startProxy(t, ln.Addr().String(), pipelined(1, 8))
+	var gs []*goClient
+	for range 4 {
+		gs = append(gs, dialClient(t, addr))
+	}
+	gs[0].send(t, frame.Invoke, 0, nil, []byte("die"))
+	time.Sleep(20 * time.Millisecond)
+	for _, g := range gs[1:] {
+		g.send(t, frame.Invoke, 0, nil, []byte("queued"))
+	}
+	for i, g := range gs {
+		g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, err := g.r.Next()
+		if err == nil {
+			err = g.r.ReadRest(&m)
+		}
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if !m.Header.Flags.Has(frame.FlagException) || m.Header.Seq != g.seq ||
+			!bytes.Contains(m.Payload, []byte("pyro-dispatch: backend")) || !bytes.Contains(m.Payload, []byte("lost during the call")) {
+			t.Fatalf("client %d: got %v %v %q, want a pyro-dispatch CommunicationError", i, m.Header.Type, m.Header.Flags, m.Payload)
+		}
+	}
+	for i, g := range gs {
+		if h := g.call(t, frame.Invoke, 0, nil, []byte("again")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+			t.Fatalf("client %d after the loss: %v %v", i, h.Type, h.Flags)
+		}
+	}
+}
+
+// A reply whose seq is not the oldest call's means the stream is out of step: every call
+// on that connection fails with a pyro-dispatch error, the connection is replaced.
+func TestPipelinedSeqMismatch(t *testing.T) {
+	var calls atomic.Int64
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		for {
+			m, err := r.Next()
+			if err != nil || r.ReadRest(&m) != nil {
+				return
+			}
+			h := m.Header
+			if h.Type == frame.Connect {
+				h.Type = frame.ConnectOK
+			} else {
+				h.Type = frame.Result
+				if calls.Add(1) == 1 {
+					h.Seq++
+				}
+			}
+			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+		}
+	})
+	_, addr := startProxy(t, ln.Addr().String(), pipelined(1, 8))
+	g := dialClient(t, addr)
+	g.send(t, frame.Invoke, 0, nil, []byte("first"))
+	m, err := g.r.Next()
+	if err == nil {
+		err = g.r.ReadRest(&m)
+	}
+	if err != nil || !m.Header.Flags.Has(frame.FlagException) || !bytes.Contains(m.Payload, []byte("out of step")) {
+		t.Fatalf("got %+v %q %v, want an out-of-step CommunicationError", m.Header, m.Payload, err)
+	}
+	if h := g.call(t, frame.Invoke, 0, nil, []byte("second")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+		t.Fatalf("next call: %v %v", h.Type, h.Flags)
+	}
+}
+
+// A client that leaves before its reply: a buffered reply is dropped and the shared
+// connection stays in step for the next client. A spliced reply cut short leaves the
+// stream's position unknown: that connection is replaced, a call queued behind on it gets
+// a pyro-dispatch error, and the next calls work.
+func TestPipelinedClientGone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		size      int
+		wantConns int64
+	}{{"buffered", 1000, 1}, {"spliced", 200 << 10, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := newCountingBackend(t, 100*time.Millisecond)
+			_, addr := startProxy(t, be.Addr().String(), pipelined(1, 8))
+			gone := dialClient(t, addr)
+			g := dialClient(t, addr)
+			gone.send(t, frame.Invoke, 0, nil, bytes.Repeat([]byte("x"), tc.size))
+			time.Sleep(20 * time.Millisecond)
+			gone.c.(*net.TCPConn).SetLinger(0) // a reset: writes to it fail at once
+			gone.c.Close()
+			g.send(t, frame.Invoke, 0, nil, []byte("behind"))
+			m, err := g.r.Next()
+			if err == nil {
+				err = g.r.ReadRest(&m)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := m.Header.Flags.Has(frame.FlagException)
+			if failed && (tc.wantConns == 1 || !bytes.Contains(m.Payload, []byte("pyro-dispatch: backend"))) {
+				t.Fatalf("call queued behind the gone client's: %q", m.Payload)
+			}
+			for range 3 {
+				if h := g.call(t, frame.Invoke, 0, nil, []byte("after")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+					t.Fatalf("call after a client left: %v %v", h.Type, h.Flags)
+				}
+			}
+			if n := be.conns.Load(); n > tc.wantConns || (tc.wantConns == 1 && n != 1) {
+				t.Errorf("backend saw %d connections, want %d at most", n, tc.wantConns)
+			}
+		})
+	}
+}
+
+// A backend that never answers: with timeouts.call the pending calls fail with a
+// pyro-dispatch error instead of hanging.
+func TestPipelinedCallTimeout(t *testing.T) {
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		for {
+			m, err := r.Next()
+			if err != nil || r.ReadRest(&m) != nil {
+				return
+			}
+			if m.Header.Type == frame.Connect {
+				h := m.Header
+				h.Type = frame.ConnectOK
+				c.Write(frame.AppendMessage(nil, h, nil, nil))
+			}
+		}
+	})
+	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
+		pipelined(1, 8)(c)
+		c.Timeouts.Call = 200 * time.Millisecond
+	})
+	g := dialClient(t, addr)
+	g.send(t, frame.Invoke, 0, nil, []byte("hang"))
+	g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := g.r.Next()
+	if err == nil {
+		err = g.r.ReadRest(&m)
+	}
+	if err != nil || !m.Header.Flags.Has(frame.FlagException) || !strings.Contains(string(m.Payload), "pyro-dispatch: backend") {
+		t.Fatalf("got %+v %q %v, want a pyro-dispatch CommunicationError", m.Header, m.Payload, err)
+	}
+}
+
+// Shutdown drains a pipelined call in flight: its reply reaches the client before the
+// connection closes.
+func TestPipelinedShutdownDrains(t *testing.T) {
+	be := newCountingBackend(t, 300*time.Millisecond)
+	srv, addr := startProxy(t, be.Addr().String(), pipelined(1, 8))
+	g := dialClient(t, addr)
+	g.send(t, frame.Invoke, 0, nil, []byte("slow"))
+	time.Sleep(50 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := g.r.Next()
+	if err == nil {
+		err = g.r.ReadRest(&m)
+	}
+	if err != nil || m.Header.Type != frame.Result || string(m.Payload) != "slow" {
+		t.Fatalf("in-flight pipelined call lost on shutdown: %+v %q %v", m.Header, m.Payload, err)
+	}
+	if _, err := g.r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("client not closed after the drain: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// Small pipelined calls allocate nothing in steady state.
+func BenchmarkForwardSmallPipelined(b *testing.B) {
+	be := fixedBackend(b)
+	_, addr := startProxy(b, be.Addr().String(), pipelined(1, 8))
+	g := dialClient(b, addr)
+	payload := bytes.Repeat([]byte("p"), 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		g.call(b, frame.Invoke, 0, nil, payload)
+	}
+}
