@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the comparison run. Starts the Go echo daemon (`pyro-dispatch echo`),
-# pyro-dispatch in front of it (session mode, the transparent default, and pooled mode),
+# pyro-dispatch in front of it (session mode, the transparent default, and pooled mode with
+# pipelining),
 # HAProxy (mode tcp) and nginx (stream), and Pyro4's own SerializedBlob dispatcher in
 # Python; measures them all in interleaved rounds with `pyro-dispatch bench` (Go load
 # generator, json) and bench/python/load.py (Python Pyro4 clients); then writes
@@ -164,7 +165,7 @@ $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 PD=$TMP/pyro-dispatch
 
 BASE=$(pick_ports)
-P_ECHO=$BASE P_PD=$((BASE + 1)) P_POOLED=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
+P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -186,12 +187,12 @@ H=127.0.0.1
 
 # --- servers ---------------------------------------------------------------------------
 
-log "starting echo :$P_ECHO, pyro-dispatch :$P_PD (session) :$P_POOLED (pooled), haproxy :$P_HAPROXY, nginx :$P_NGINX, Python dispatcher :$P_PYD"
+log "starting echo :$P_ECHO, pyro-dispatch :$P_PD (session) :$P_PIPE (pipelined), haproxy :$P_HAPROXY, nginx :$P_NGINX, Python dispatcher :$P_PYD"
 start echo "$PD" echo --listen $H:$P_ECHO --max-message-size 256MiB --quiet
 wait_port echo $P_ECHO
 start pyro-dispatch "$PD" serve --listen $H:$P_PD --backend $H:$P_ECHO
-start pyro-dispatch-pooled "$PD" serve --listen $H:$P_POOLED --backend $H:$P_ECHO --mode pooled --pool-max-open 64
 start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO --procs 1
+start pyro-dispatch-pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 64
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
 start haproxy haproxy -db -f "$TMP/haproxy.cfg"
@@ -207,7 +208,7 @@ start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
 
 start python-dispatcher $PY bench/python/dispatcher.py --listen $H:$P_PYD --backend PYRO:echo@$H:$P_ECHO
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-pooled:$P_POOLED pyro-dispatch-procs1:$P_PD1 haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
   wait_port "${s%%:*}" "${s##*:}"
 done
 # nginx's workers are children of its master: record them to stop them by PID too.
@@ -216,7 +217,7 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 for pid in $(ps -o pid= --ppid "$PID_nginx"); do PIDS+=("$pid"); done
-log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pooled $PID_pyro_dispatch_pooled, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher"
+log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pipelined $PID_pyro_dispatch_pipelined, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher"
 
 # --- workloads ------------------------------------------------------------------------
 
@@ -232,8 +233,8 @@ else
   BIG="--duration 3s --warmup 1s --rounds 3"
   PYARGS="--duration 3 --warmup 0.5 --rounds 3"
 fi
-TARGETS="-t direct=$H:$P_ECHO -t pyro-dispatch=$H:$P_PD"
-CPU="--cpu pyro-dispatch=$PID_pyro_dispatch --cpu haproxy=$PID_haproxy --cpu nginx=$PID_nginx"
+TARGETS="-t direct=$H:$P_ECHO -t pyro-dispatch=$H:$P_PD -t pyro-dispatch-pipelined=$H:$P_PIPE"
+CPU="--cpu pyro-dispatch=$PID_pyro_dispatch --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_pipelined --cpu haproxy=$PID_haproxy --cpu nginx=$PID_nginx"
 mkdir -p "$CHARTS"
 
 bench_workload() { # ID GROUP TITLE FLAGS...
@@ -253,8 +254,8 @@ for payload in 16 1KiB; do
     [ $payload = 16 ] || size="1 KiB"
     # shellcheck disable=SC2086
     bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
-      $TARGETS -t pyro-dispatch-pooled=$H:$P_POOLED -t pyro-dispatch-procs1=$H:$P_PD1 -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
-      $CPU --cpu pyro-dispatch-pooled=$PID_pyro_dispatch_pooled --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --payload $payload --conns $conns $SMALL
+      $TARGETS -t pyro-dispatch-procs1=$H:$P_PD1 -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
+      $CPU --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --payload $payload --conns $conns $SMALL
   done
 done
 for conns in 1 4; do
@@ -268,10 +269,11 @@ for conns in 1 4; do
     $TARGETS -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX $CPU --payload 64MiB --conns $conns $BIG --timeout 60s
 done
 
-log "Python clients: direct, pyro-dispatch, Python SerializedBlob dispatcher"
+log "Python clients: direct, pyro-dispatch (session, pipelined), Python SerializedBlob dispatcher"
 pycmd=($PY bench/python/load.py --target direct=PYRO:echo@$H:$P_ECHO --target pyro-dispatch=PYRO:echo@$H:$P_PD
-  --target python-dispatcher=PYRO:echo@$H:$P_PYD --procs 4 --threads 4 --payload 1024 $PYARGS
-  --cpu pyro-dispatch=$PID_pyro_dispatch --cpu python-dispatcher=$PID_python_dispatcher --json "$TMP/python-raw.json")
+  --target pyro-dispatch-pipelined=PYRO:echo@$H:$P_PIPE --target python-dispatcher=PYRO:echo@$H:$P_PYD
+  --procs 4 --threads 4 --payload 1024 $PYARGS --cpu pyro-dispatch=$PID_pyro_dispatch
+  --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_pipelined --cpu python-dispatcher=$PID_python_dispatcher --json "$TMP/python-raw.json")
 printf '%s\t%s\t%s\t%s\t%s\n' python python "Python clients: blob(SerializedBlob), 1 KiB, 4 processes × 4 threads" \
   "$CHARTS/python.svg" "$(shq "${pycmd[@]}")" >>"$TMP/workloads.txt"
 run "${pycmd[@]}" || log "python: some calls failed (exit $?), see the report"

@@ -63,6 +63,8 @@ func TestParseConfigErrors(t *testing.T) {
 		"negative timeout": {base + "timeouts:\n  dial: -1s\n", "line 5: timeouts.dial: must not be negative"},
 		"duplicate names":  {"listeners:\n  - {name: a, listen: 'x:1', backend: 'y:1'}\n  - {name: a, listen: 'x:2', backend: 'y:1'}\n", "line 3: listeners[1].name: duplicate"},
 		"not yaml":         {"listeners: [", "did not find expected node content"},
+		"deep pipeline":    {base + "    mode: pooled\n    pool:\n      pipeline: 5000\n", "line 6: listeners[0].pool.pipeline: 5000 is more than 1024"},
+		"negative pipe":    {base + "    mode: pooled\n    pool:\n      pipeline: -2\n", "line 6: listeners[0].pool.pipeline: must not be negative"},
 	}
 	for name, c := range cases {
 		_, err := ParseConfig([]byte(c.yaml))

@@ -460,27 +460,34 @@ func TestPooledHandshakes(t *testing.T) {
 func TestPooledConnectCache(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
-	_, backend := pooledDaemon(t)
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 3})
-	var r struct {
-		Clients      int          `json:"clients"`
-		Errors       []string     `json:"errors"`
-		MetadataOK   int          `json:"metadata_ok"`
-		BackendConns int          `json:"backend_conns"`
-		Daemon       pooledCounts `json:"daemon"`
-		DaemonOpen   int          `json:"daemon_open"`
-	}
-	pooledRun(t, p, backend, "connect_cache", &r)
+	// Pipelined too: 24 clients' calls on at most 3 connections, up to 8 at once on each,
+	// every reply checked by the client that made the call.
+	for _, pipeline := range []int{1, 8} {
+		t.Run(fmt.Sprintf("pipeline=%d", pipeline), func(t *testing.T) {
+			t.Parallel()
+			_, backend := pooledDaemon(t)
+			p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 3, Pipeline: pipeline})
+			var r struct {
+				Clients      int          `json:"clients"`
+				Errors       []string     `json:"errors"`
+				MetadataOK   int          `json:"metadata_ok"`
+				BackendConns int          `json:"backend_conns"`
+				Daemon       pooledCounts `json:"daemon"`
+				DaemonOpen   int          `json:"daemon_open"`
+			}
+			pooledRun(t, p, backend, "connect_cache", &r)
 
-	if len(r.Errors) != 0 || r.MetadataOK != r.Clients {
-		t.Errorf("clients failed: %v; %d of %d got the object's metadata at connect", r.Errors, r.MetadataOK, r.Clients)
-	}
-	d := r.Daemon
-	if d.Handshakes < 1 || d.Handshakes > 3 || d.Handshakes != d.Accepted || d.Disconnects != 0 || r.DaemonOpen != d.Accepted {
-		t.Errorf("%d clients connected: the daemon saw %+v, %d connections open: want one handshake per pooled connection, at most 3",
-			r.Clients, d, r.DaemonOpen)
-	}
-	if r.BackendConns < 1 || r.BackendConns > d.Accepted {
-		t.Errorf("the clients' calls came in on %d daemon connections, %d opened", r.BackendConns, d.Accepted)
+			if len(r.Errors) != 0 || r.MetadataOK != r.Clients {
+				t.Errorf("clients failed: %v; %d of %d got the object's metadata at connect", r.Errors, r.MetadataOK, r.Clients)
+			}
+			d := r.Daemon
+			if d.Handshakes < 1 || d.Handshakes > 3 || d.Handshakes != d.Accepted || d.Disconnects != 0 || r.DaemonOpen != d.Accepted {
+				t.Errorf("%d clients connected: the daemon saw %+v, %d connections open: want one handshake per pooled connection, at most 3",
+					r.Clients, d, r.DaemonOpen)
+			}
+			if r.BackendConns < 1 || r.BackendConns > d.Accepted {
+				t.Errorf("the clients' calls came in on %d daemon connections, %d opened", r.BackendConns, d.Accepted)
+			}
+		})
 	}
 }

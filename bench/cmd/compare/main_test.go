@@ -44,11 +44,11 @@ func TestReport(t *testing.T) {
 		payload int
 	}{{"small-16-c64", 8, 16}, {"small-16-c1", 1, 16}, {"large-64MiB-c1", 1, 64 << 10}} {
 		var targets []bench.Target
-		for _, n := range []string{direct, pd, haproxy, nginx} {
+		for _, n := range []string{direct, pd, pipelined, haproxy, nginx} {
 			targets = append(targets, bench.Target{Name: n, Addr: addr})
 		}
 		res, err := bench.Run(context.Background(), bench.Config{Targets: targets, Conns: w.conns, Calls: 200, Payload: w.payload,
-			Serializer: frame.JSON, Rounds: 2, CPU: map[string][]int{pd: {os.Getpid()}, haproxy: {os.Getpid()}}})
+			Serializer: frame.JSON, Rounds: 2, CPU: map[string][]int{pd: {os.Getpid()}, pipelined: {os.Getpid()}, haproxy: {os.Getpid()}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,9 +109,10 @@ func TestReport(t *testing.T) {
 	md := string(b)
 	for _, want := range []string{
 		"7 min 01 s", "Smoke run", "| load average (1, 5, 15 min) when `make bench` started | 1.00 2.00 3.00 |",
-		"## Targets: ", "| small, 16 B, 64 conns | calls/s ≥ 1.2 × HAProxy's |", "| small, 16 B, 1 conn | added p50",
+		"## Targets: ", " met in session mode, ", " in pipelined pooled mode", "| small, 16 B, 64 conns | calls/s ≥ 1.2 × HAProxy's | ",
+		"| **pyro-dispatch (pipelined)** |", "| small, 16 B, 1 conn | added p50",
 		"| 64 MiB, 1 conn | MB/s ≥ 0.9 × direct |", "– not measured", // 1 KiB and 4 conns were not run
-		"| Python clients | calls/s ≥ 0.9 × direct | 9,500 / 10,000 calls/s = **0.95×** (per round 0.95×) | ✅ met |",
+		"| Python clients | calls/s ≥ 0.9 × direct | 9,500 / 10,000 calls/s = **0.95×** (per round 0.95×) | ✅ met | not measured | – not measured |",
 		"| Python clients | calls/s ≥ 1.9 × Python SerializedBlob dispatcher | 9,500 / 4,000 calls/s = **2.38×**",
 		"| Python dispatcher calls/s vs direct, Python clients | 0.48× | 1 KiB: 0.40× |",
 		"### Small-16-c64 title", "(charts/small-16-c64.svg)", "| **pyro-dispatch** |", "MB/s from mean latency",
