@@ -21,15 +21,17 @@ import (
 // not yet answered on its connection. The price is head-of-line blocking: a slow call
 // delays the calls queued behind it on the same connection.
 type mux struct {
-	h     *handshake
-	srv   *Server
-	depth int           // calls in flight per connection before another connection is opened
-	wait  time.Duration // for an in-flight slot when max_open × pipeline calls are in flight
-	slots chan struct{}
+	h        *handshake
+	srv      *Server
+	depth    int           // calls in flight per connection before another connection is opened
+	wait     time.Duration // for an in-flight slot when max_open × pipeline calls are in flight
+	lifetime time.Duration // pool.max_lifetime: then a connection takes no new calls and closes
+	slots    chan struct{}
 
 	mu      sync.Mutex
 	conns   []*muxConn
-	dialing int
+	dialing int           // connections being opened
+	dialed  chan struct{} // closed when no connection is being opened any more
 	closed  bool
 	readers sync.WaitGroup // the connections' reader goroutines
 }
@@ -52,11 +54,14 @@ type muxConn struct {
 	calls   []*Session // calls written or queued, oldest first, awaiting replies
 	head    int        // calls[head:] are pending
 	err     error      // set once the connection failed
+	retired bool       // past its lifetime: closes once calls[head:] is empty
+	expires time.Time  // when it retires; zero: never
 	wbuf    writer     // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg PoolConfig) *mux {
-	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline)}
+	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, lifetime: cfg.MaxLifetime,
+		slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline)}
 }
 
 // acquireSlot takes one of the mux's in-flight slots (max_open × pipeline), waiting up to
@@ -80,34 +85,59 @@ func (x *mux) acquireSlot() error {
 func (x *mux) releaseSlot() { <-x.slots }
 
 // conn returns the connection with the fewest calls in flight, opening a new one when all
-// have depth calls or more and the pool may open more.
+// have depth calls or more and the pool may open more. While a connection is being
+// opened the others are shared; with none open, callers wait for that one.
 func (x *mux) conn() (*muxConn, error) {
-	x.mu.Lock()
-	if x.closed {
-		x.mu.Unlock()
-		return nil, pool.ErrClosed
-	}
-	var best *muxConn
-	bestN := 0
-	for _, c := range x.conns {
-		c.mu.Lock()
-		n := len(c.calls) - c.head
-		c.mu.Unlock()
-		if best == nil || n < bestN {
-			best, bestN = c, n
+	waited := false
+	for {
+		x.mu.Lock()
+		if x.closed {
+			x.mu.Unlock()
+			return nil, pool.ErrClosed
 		}
-	}
-	if best != nil && (bestN < x.depth || x.dialing > 0) {
+		if x.lifetime > 0 {
+			x.retireExpiredLocked(time.Now())
+		}
+		var best *muxConn
+		bestN := 0
+		for _, c := range x.conns {
+			c.mu.Lock()
+			n, failed := len(c.calls)-c.head, c.err != nil
+			c.mu.Unlock()
+			if !failed && (best == nil || n < bestN) {
+				best, bestN = c, n
+			}
+		}
+		if best != nil && (bestN < x.depth || x.dialing > 0) {
+			x.mu.Unlock()
+			return best, nil
+		}
+		if best == nil && x.dialing > 0 && !waited {
+			dialed := x.dialed
+			x.mu.Unlock()
+			<-dialed
+			waited = true
+			continue
+		}
+		x.dialing++
+		if x.dialed == nil {
+			x.dialed = make(chan struct{})
+		}
 		x.mu.Unlock()
-		return best, nil
+		return x.open(best)
 	}
-	x.dialing++
-	x.mu.Unlock()
+}
 
+// open leases a new connection for the mux and starts its reader; when the pool has none
+// to give, best (if any) is shared instead.
+func (x *mux) open(best *muxConn) (*muxConn, error) {
 	lease, err := x.h.pool.Acquire(context.Background())
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.dialing--
+	if x.dialing--; x.dialing == 0 {
+		close(x.dialed)
+		x.dialed = nil
+	}
 	if err != nil {
 		if best != nil && !errors.Is(err, pool.ErrClosed) {
 			return best, nil // the pool is full (pinned sessions) or backing off: share
@@ -119,10 +149,36 @@ func (x *mux) conn() (*muxConn, error) {
 		return nil, pool.ErrClosed
 	}
 	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth)}
+	if x.lifetime > 0 {
+		c.expires = time.Now().Add(x.lifetime)
+	}
 	x.conns = append(x.conns, c)
 	x.readers.Add(1)
 	go c.readLoop()
 	return c, nil
+}
+
+// errRetired ends a connection past pool.max_lifetime once its calls are answered.
+var errRetired = errors.New("pipelined connection retired at its max_lifetime")
+
+// retireExpiredLocked (x.mu held) takes the connections past their lifetime out of use:
+// they take no new calls and close once the calls they carry are answered.
+func (x *mux) retireExpiredLocked(now time.Time) {
+	kept := x.conns[:0]
+	for _, c := range x.conns {
+		if now.Before(c.expires) {
+			kept = append(kept, c)
+			continue
+		}
+		c.mu.Lock()
+		c.retired = true
+		if c.head == len(c.calls) {
+			c.failLocked(errRetired)
+		}
+		c.mu.Unlock()
+	}
+	clear(x.conns[len(kept):])
+	x.conns = kept
 }
 
 // close fails every connection of the mux, whose calls get a pyro-dispatch error, and
@@ -293,6 +349,13 @@ func (c *muxConn) readLoop() {
 		default:
 			err = c.deliver(s, r, &m)
 		}
+		if err == nil {
+			c.mu.Lock()
+			if c.retired && c.head == len(c.calls) {
+				c.failLocked(errRetired)
+			}
+			c.mu.Unlock()
+		}
 	}
 	c.mu.Lock()
 	c.failLocked(err)
@@ -305,17 +368,20 @@ func (c *muxConn) readLoop() {
 	for _, s := range pending {
 		c.answer(s, err)
 	}
-	if len(pending) > 0 || !errors.Is(err, pool.ErrClosed) {
+	switch {
+	case len(pending) > 0:
 		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.target.Name),
 			zap.Int("calls_failed", len(pending)), zap.Error(err))
+	case !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errRetired):
+		c.x.srv.log.Info("pipelined upstream connection closed", zap.String("backend", c.x.h.key.target.Name), zap.Error(err))
 	}
 }
 
 // deliver relays reply m to session s's client and completes the call. Only an upstream
-// failure is returned. A client that went away before its reply loses it, and the reply
-// is read to its end so that the connection stays in step; a failure in the middle of a
-// spliced reply may be on either side and leaves the stream's position unknown, so it
-// closes the client and fails the connection.
+// failure is returned. A client that cannot take its reply (gone, or not reading within
+// the header timeout) is closed; the rest of its reply is read past so that the connection
+// stays in step, except after a failure in the middle of a spliced reply, which may be on
+// either side and leaves the stream's position unknown: that fails the connection.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 	limit := s.srv.bufferedLimit
 	if m.Header.DataLen <= limit {
@@ -329,16 +395,21 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 		outcome = "exception"
 	}
 	size := m.Header.DataLen
-	err := c.wbuf.send(s.client, r, m, nil, limit, false)
-	if err != nil && fromClient(err) { // the writev failed: nothing was spliced yet
-		s.debug("client gone before its reply", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
-		if err = r.Discard(m); err == nil {
-			outcome = "client gone"
-		}
+	if d := s.srv.cfg.Timeouts.Header; d > 0 {
+		// A client that does not read its replies must not stall the calls behind it on
+		// this connection: it gets the header timeout, plus a second per MiB of reply.
+		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
 	}
+	err := c.wbuf.send(s.client, r, m, nil, limit, false)
 	if err != nil {
-		s.client.Close() // its reply is cut short: the session ends
+		s.client.Close() // gone, too slow, or its reply cut short: the session ends
+		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 		outcome = "error"
+		if fromClient(err) { // the writev failed: nothing was spliced, the rest can be skipped
+			if err = r.Discard(m); err == nil {
+				outcome = "client gone"
+			}
+		}
 	}
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
 	s.finishCall()
@@ -402,13 +473,20 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		s.done = make(chan struct{}, 1)
 	}
 	s.pending = !oneway
-	queued := true
-	if large {
-		queued, err = c.sendLarge(s, s.head, m, oneway)
-	} else if err = c.send(s, s.head, m.Payload, oneway); err != nil {
-		queued = false
+	queued := false
+	for try := 0; try < 2 && !queued; try++ {
+		if try > 0 { // the connection failed (or retired) just before: take another
+			if c, err = x.conn(); err != nil {
+				break
+			}
+		}
+		if large {
+			queued, err = c.sendLarge(s, s.head, m, oneway)
+		} else if err = c.send(s, s.head, m.Payload, oneway); err == nil {
+			queued = true
+		}
 	}
-	if !queued { // the connection had failed: nothing was sent
+	if !queued { // no connection took it: nothing was sent
 		s.pending = false
 		x.releaseSlot()
 		return s.refuseCall(m, fmt.Errorf("pyro-dispatch: backend %s lost: %w", s.target.Name, err))

@@ -33,13 +33,14 @@ func pipelined(maxOpen, depth int) func(*Config) {
 // already buffered behind the one it read (proof that requests came pipelined).
 type countingBackend struct {
 	net.Listener
-	conns, ahead atomic.Int64
+	conns, closed, ahead atomic.Int64
 }
 
 func newCountingBackend(t *testing.T, delay time.Duration) *countingBackend {
 	b := &countingBackend{}
 	b.Listener = testBackend(t, func(c net.Conn, r *frame.Reader) {
 		b.conns.Add(1)
+		defer b.closed.Add(1)
 		for {
 			m, err := r.Next()
 			if err != nil || r.ReadRest(&m) != nil {
@@ -317,6 +318,88 @@ func TestPipelinedShutdownDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
+}
+
+// pool.max_lifetime: a pipelined connection past it takes no new calls and closes once
+// its calls are answered; no call fails for it.
+func TestPipelinedLifetime(t *testing.T) {
+	be := newCountingBackend(t, 0)
+	_, addr := startProxy(t, be.Addr().String(), func(c *Config) {
+		c.Listeners[0].Pool.MaxLifetime = 100 * time.Millisecond
+		pipelined(2, 4)(c)
+	})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := dialClient(t, addr)
+			for end := time.Now().Add(700 * time.Millisecond); time.Now().Before(end); {
+				if m := g.roundTrip(t, []byte("x")); m.Header.Type != frame.Result || m.Header.Flags.Has(frame.FlagException) {
+					t.Errorf("call: %v %v %q", m.Header.Type, m.Header.Flags, m.Payload)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	// The handshake's connection and at least 700/100 lifetimes' worth of others.
+	if n, closed := be.conns.Load(), be.closed.Load(); n < 4 || closed < 2 {
+		t.Errorf("backend saw %d connections, %d closed: want them replaced as they age", n, closed)
+	}
+}
+
+// A client that sends calls without reading the replies gets closed after the header
+// timeout once its socket is full; the calls of another client on the same pipelined
+// connection carry on.
+func TestPipelinedClientNotReading(t *testing.T) {
+	be := newCountingBackend(t, 0)
+	srv, addr := startProxy(t, be.Addr().String(), func(c *Config) {
+		c.Timeouts.Header = 300 * time.Millisecond
+		pipelined(1, 8)(c)
+	})
+	bad := dialClient(t, addr)
+	g := dialClient(t, addr)
+	go func() { // its writes block too once the dispatcher stops reading it
+		payload := bytes.Repeat([]byte("r"), 60<<10) // under buffered_payload: replies are written, not spliced
+		for range 400 {
+			bad.seq++
+			h := frame.Header{Type: frame.Invoke, Seq: bad.seq, DataLen: len(payload), Serializer: frame.Serpent}
+			if _, err := bad.c.Write(frame.AppendMessage(nil, h, nil, payload)); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range 40 {
+		if h := g.call(t, frame.Invoke, 0, nil, []byte("good")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+			t.Fatalf("call %d of the reading client: %v %v", i, h.Type, h.Flags)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Sessions() > 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := srv.Sessions(); n != 1 {
+		t.Fatalf("%d sessions, want the client that does not read closed", n)
+	}
+	if h := g.call(t, frame.Invoke, 0, nil, []byte("after")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+		t.Fatalf("call after: %v %v", h.Type, h.Flags)
+	}
+}
+
+// roundTrip makes one call and returns the reply with its payload.
+func (g *goClient) roundTrip(tb testing.TB, payload []byte) frame.Message {
+	g.send(tb, frame.Invoke, 0, nil, payload)
+	m, err := g.r.Next()
+	if err == nil {
+		err = g.r.ReadRest(&m)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }
 
 // Small pipelined calls allocate nothing in steady state.

@@ -323,11 +323,9 @@ func (s *Session) sendStored(r *storedReply, m *frame.Message) {
 	if corr, ok := m.Annotations.Lookup(frame.CORR); ok && !signed(r.ann) {
 		ann = frame.AppendAnnotation(append(frame.Annotations(nil), r.ann...), frame.CORR, corr)
 	}
-	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
-	if _, err := s.client.Write(frame.AppendMessage(nil, h, ann, r.payload)); err != nil {
+	if err := s.writeOwn(frame.AppendMessage(nil, h, ann, r.payload)); err != nil {
 		s.debug("could not send the handshake reply", zap.Error(err))
 	}
-	s.client.SetWriteDeadline(time.Time{})
 }
 
 // kept returns a copy of a handshake message's annotations as the cache keeps them:

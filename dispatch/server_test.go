@@ -120,3 +120,36 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// After the dispatcher answered a call itself (here: backend lost, pooled mode), the
+// client's connection keeps working past the header timeout: the deadline of that answer
+// does not stay on the connection.
+func TestOwnReplyLeavesNoDeadline(t *testing.T) {
+	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		for {
+			m, err := r.Next()
+			if err != nil || r.ReadRest(&m) != nil {
+				return
+			}
+			h := m.Header
+			if h.Type == frame.Connect {
+				h.Type = frame.ConnectOK
+			} else if h.Type, h.Flags = frame.Result, 0; string(m.Payload) == "die" {
+				return
+			}
+			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+		}
+	})
+	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
+		c.Listeners[0].Mode = ModePooled
+		c.Timeouts.Header = 100 * time.Millisecond
+	})
+	g := dialClient(t, addr)
+	if h := g.call(t, frame.Invoke, 0, nil, []byte("die")); !h.Flags.Has(frame.FlagException) {
+		t.Fatalf("lost backend answered with %v %v, want an exception", h.Type, h.Flags)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h := g.call(t, frame.Invoke, 0, nil, []byte("ok")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+		t.Fatalf("next call: %v %v", h.Type, h.Flags)
+	}
+}

@@ -494,11 +494,23 @@ func (s *Session) writeReply(h frame.Header, corr, payload []byte) {
 	if len(corr) == frame.CorrLen {
 		ann = frame.AppendAnnotation(nil, frame.CORR, corr)
 	}
-	msg := frame.AppendMessage(nil, h, ann, payload)
-	s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeouts.Header))
-	if _, err := s.client.Write(msg); err != nil {
+	if err := s.writeOwn(frame.AppendMessage(nil, h, ann, payload)); err != nil {
 		s.debug("could not send error reply", zap.Error(err))
 	}
+}
+
+// writeOwn writes a message the dispatcher made itself to the client, within the header
+// timeout (when there is one), and clears that deadline: the client may carry on.
+func (s *Session) writeOwn(msg []byte) error {
+	d := s.srv.cfg.Timeouts.Header
+	if d > 0 {
+		s.client.SetWriteDeadline(time.Now().Add(d))
+	}
+	_, err := s.client.Write(msg)
+	if d > 0 {
+		s.client.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // peekCall reads object and method from a request for the access log.
