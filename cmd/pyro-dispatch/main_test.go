@@ -19,6 +19,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"nope"}, 2, "", `unknown command "nope"`},
 		{[]string{"version", "--bogus"}, 2, "", "unknown flag: --bogus"},
 		{nil, 2, "", "Usage:"},
+		{[]string{"check", "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--mode", "pooled", "--pool-pipeline", "8"}, 0, "pipeline: 8", ""},
+		{[]string{"check", "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--mode", "pooled", "--pool-pipeline", "4096"}, 1, "", "pool.pipeline: 4096 is more than 1024"},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer
