@@ -29,42 +29,65 @@ func pipelined(maxOpen, depth int) func(*Config) {
 	}
 }
 
-// countingBackend is fixedBackend that counts its connections and the requests it found
-// already buffered behind the one it read (proof that requests came pipelined).
-type countingBackend struct {
-	net.Listener
-	conns, closed, ahead atomic.Int64
-}
+// answer is what an echoBackend does with one message.
+type answer int
 
-func newCountingBackend(t *testing.T, delay time.Duration) *countingBackend {
-	b := &countingBackend{}
-	b.Listener = testBackend(t, func(c net.Conn, r *frame.Reader) {
-		b.conns.Add(1)
-		defer b.closed.Add(1)
+const (
+	reply  answer = iota // send the reply
+	silent               // send nothing
+	hangUp               // close the connection
+)
+
+// echoBackend is a Pyro4 peer that reads each whole message and answers CONNECT with
+// CONNECTOK and a call with a RESULT carrying the call's payload; twist may change the
+// reply's header first, or answer otherwise.
+func echoBackend(tb testing.TB, twist func(r *frame.Reader, m *frame.Message, h *frame.Header) answer) net.Listener {
+	return testBackend(tb, func(c net.Conn, r *frame.Reader) {
 		for {
 			m, err := r.Next()
 			if err != nil || r.ReadRest(&m) != nil {
 				return
 			}
 			h := m.Header
-			if h.Type == frame.Invoke && r.NextBuffered() {
-				b.ahead.Add(1)
-			}
-			switch h.Type {
-			case frame.Connect:
+			h.Type, h.Flags = frame.Result, 0
+			if m.Header.Type == frame.Connect {
 				h.Type = frame.ConnectOK
-			case frame.Invoke:
-				if h.Flags.Has(frame.FlagOneway) {
-					continue
-				}
-				h.Type = frame.Result
-				time.Sleep(delay)
 			}
-			h.Flags = 0
-			if _, err := c.Write(frame.AppendMessage(nil, h, m.Annotations, m.Payload)); err != nil {
+			switch twist(r, &m, &h) {
+			case hangUp:
 				return
+			case reply:
+				if _, err := c.Write(frame.AppendMessage(nil, h, nil, m.Payload)); err != nil {
+					return
+				}
 			}
 		}
+	})
+}
+
+// countingBackend is an echoBackend that counts its connections (by their handshakes) and
+// the calls it found already buffered behind the one it read (proof that requests came
+// pipelined).
+type countingBackend struct {
+	net.Listener
+	conns, ahead atomic.Int64
+}
+
+func newCountingBackend(t *testing.T, delay time.Duration) *countingBackend {
+	b := &countingBackend{}
+	b.Listener = echoBackend(t, func(r *frame.Reader, m *frame.Message, h *frame.Header) answer {
+		if m.Header.Type == frame.Connect {
+			b.conns.Add(1)
+			return reply
+		}
+		if r.NextBuffered() {
+			b.ahead.Add(1)
+		}
+		if m.Header.Flags.Has(frame.FlagOneway) {
+			return silent
+		}
+		time.Sleep(delay)
+		return reply
 	})
 	return b
 }
@@ -128,24 +151,12 @@ func TestPipelinedCalls(t *testing.T) {
 // connection.
 func TestPipelinedBackendLost(t *testing.T) {
 	var dropped atomic.Bool
-	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err != nil || r.ReadRest(&m) != nil {
-				return
-			}
-			h := m.Header
-			if h.Type == frame.Connect {
-				h.Type = frame.ConnectOK
-			} else {
-				h.Type = frame.Result
-				if string(m.Payload) == "die" && dropped.CompareAndSwap(false, true) {
-					time.Sleep(100 * time.Millisecond) // the others' calls queue behind
-					return
-				}
-			}
-			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "die" && dropped.CompareAndSwap(false, true) {
+			time.Sleep(100 * time.Millisecond) // the others' calls queue behind
+			return hangUp
 		}
+		return reply
 	})
 	_, addr := startProxy(t, ln.Addr().String(), pipelined(1, 8))
 	var gs []*goClient
@@ -182,23 +193,11 @@ func TestPipelinedBackendLost(t *testing.T) {
 // on that connection fails with a pyro-dispatch error, the connection is replaced.
 func TestPipelinedSeqMismatch(t *testing.T) {
 	var calls atomic.Int64
-	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err != nil || r.ReadRest(&m) != nil {
-				return
-			}
-			h := m.Header
-			if h.Type == frame.Connect {
-				h.Type = frame.ConnectOK
-			} else {
-				h.Type = frame.Result
-				if calls.Add(1) == 1 {
-					h.Seq++
-				}
-			}
-			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, h *frame.Header) answer {
+		if m.Header.Type == frame.Invoke && calls.Add(1) == 1 {
+			h.Seq++
 		}
+		return reply
 	})
 	_, addr := startProxy(t, ln.Addr().String(), pipelined(1, 8))
 	g := dialClient(t, addr)
@@ -261,18 +260,11 @@ func TestPipelinedClientGone(t *testing.T) {
 // A backend that never answers: with timeouts.call the pending calls fail with a
 // pyro-dispatch error instead of hanging.
 func TestPipelinedCallTimeout(t *testing.T) {
-	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err != nil || r.ReadRest(&m) != nil {
-				return
-			}
-			if m.Header.Type == frame.Connect {
-				h := m.Header
-				h.Type = frame.ConnectOK
-				c.Write(frame.AppendMessage(nil, h, nil, nil))
-			}
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if m.Header.Type == frame.Connect {
+			return reply
 		}
+		return silent
 	})
 	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
 		pipelined(1, 8)(c)
@@ -344,9 +336,10 @@ func TestPipelinedLifetime(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// The handshake's connection and at least 700/100 lifetimes' worth of others.
-	if n, closed := be.conns.Load(), be.closed.Load(); n < 4 || closed < 2 {
-		t.Errorf("backend saw %d connections, %d closed: want them replaced as they age", n, closed)
+	// max_open 2 keeps at most 2 open at once: more than that over the 700 ms means
+	// connections were closed and replaced as they aged.
+	if n := be.conns.Load(); n < 4 {
+		t.Errorf("backend saw %d connections: want them replaced as they age", n)
 	}
 }
 

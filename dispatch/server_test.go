@@ -125,20 +125,11 @@ func TestShutdownDrains(t *testing.T) {
 // client's connection keeps working past the header timeout: the deadline of that answer
 // does not stay on the connection.
 func TestOwnReplyLeavesNoDeadline(t *testing.T) {
-	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err != nil || r.ReadRest(&m) != nil {
-				return
-			}
-			h := m.Header
-			if h.Type == frame.Connect {
-				h.Type = frame.ConnectOK
-			} else if h.Type, h.Flags = frame.Result, 0; string(m.Payload) == "die" {
-				return
-			}
-			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "die" {
+			return hangUp
 		}
+		return reply
 	})
 	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
 		c.Listeners[0].Mode = ModePooled
