@@ -432,6 +432,7 @@ type pipelinedCall struct {
 	corr           []byte
 	object, method string
 	start          time.Time
+	done           chan struct{} // signaled when the call ends
 }
 
 // relayPipelined sends request m on a shared connection of the session's mux and returns
@@ -468,10 +469,10 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	corr := s.rewriteRequest(m)
 	s.logger() // built now: the connection's reader logs for this session
-	s.call = pipelinedCall{x: x, h: h, corr: corr, object: object, method: method, start: start}
-	if s.done == nil {
-		s.done = make(chan struct{}, 1)
+	if s.call == nil {
+		s.call = &pipelinedCall{done: make(chan struct{}, 1)}
 	}
+	*s.call = pipelinedCall{x: x, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 	s.pending = !oneway
 	queued := false
 	for try := 0; try < 2 && !queued; try++ {
@@ -510,13 +511,13 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 // finishCall ends the session's pipelined call (reader goroutine).
 func (s *Session) finishCall() {
 	s.call.x.releaseSlot()
-	s.done <- struct{}{}
+	s.call.done <- struct{}{}
 }
 
 // awaitCall waits until the session's pipelined call, if any, has been answered.
 func (s *Session) awaitCall() {
 	if s.pending {
-		<-s.done
+		<-s.call.done
 		s.pending = false
 	}
 }

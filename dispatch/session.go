@@ -46,10 +46,9 @@ type Session struct {
 
 	// Pipelined pooled mode: while pending, call belongs to the mux connection that will
 	// deliver its reply, and s.head, s.corr and writes to the client are not the
-	// session's to touch until awaitCall.
-	call    pipelinedCall
+	// session's to touch until awaitCall. Allocated at the first pipelined call.
+	call    *pipelinedCall
 	pending bool
-	done    chan struct{} // signaled when a pipelined call ends
 
 	upDeadline bool // a read deadline is set on upstream
 	clDeadline bool // a read deadline is set on client
