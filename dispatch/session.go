@@ -33,6 +33,7 @@ type Session struct {
 	target   Target
 	upstream net.Conn // the current upstream: for the session, or for the call (pooled)
 	cr, ur   *frame.Reader
+	cl, up   *armedConn // client and (session mode) upstream, as cr and ur read them
 
 	hs     *handshake // pooled mode: this client's handshake and its pool
 	lease  pool.Lease // pooled mode: the leased upstream (Conn nil when none)
@@ -88,13 +89,8 @@ func (s *Session) upstreamConn() net.Conn {
 }
 
 func newSession(srv *Server, ln *listener, c net.Conn) *Session {
-	s := &Session{
-		srv:    srv,
-		ln:     ln,
-		client: c,
-		ip:     clientIP(c),
-		cr:     frame.NewReader(c, clientReadBuffer, srv.clientLimits),
-	}
+	s := &Session{srv: srv, ln: ln, client: c, ip: clientIP(c), cl: newArmedConn(c)}
+	s.cr = frame.NewReader(s.cl, clientReadBuffer, srv.clientLimits)
 	return s
 }
 
@@ -163,10 +159,11 @@ func (s *Session) handshakeSession(m *frame.Message, target Target) bool {
 		s.connectFail(m, fmt.Sprintf("pyro-dispatch: backend %s unreachable: %v", target.Name, dialReason(err)))
 		return false
 	}
-	s.setUpstream(up, frame.NewReader(up, 0, s.srv.upstreamLimits))
+	s.up = newArmedConn(up)
+	s.setUpstream(up, frame.NewReader(s.up, 0, s.srv.upstreamLimits))
 
 	seq, ser := m.Header.Seq, m.Header.Serializer
-	corr, err := s.forwardRequest(m)
+	corr, err := s.forwardRequest(m, true)
 	if err != nil {
 		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
 		return false
@@ -270,7 +267,7 @@ func (s *Session) relayCall() error {
 	if err := s.attach(); err != nil {
 		return s.refuseCall(&m, err)
 	}
-	corr, err := s.forwardRequest(&m)
+	corr, err := s.forwardRequest(&m, !oneway)
 	s.setClientDeadline(0)
 	if err != nil {
 		if fromClient(err) {
@@ -362,10 +359,36 @@ func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
 }
 
 // forwardRequest sends the client's message m to the backend (see rewriteRequest) and
-// returns the message's correlation id.
-func (s *Session) forwardRequest(m *frame.Message) ([]byte, error) {
+// returns the message's correlation id. With answered, a read of the backend's answer
+// follows at once: on the session's own backend connection a small request is then
+// written by that read (armedConn).
+func (s *Session) forwardRequest(m *frame.Message, answered bool) ([]byte, error) {
 	corr := s.rewriteRequest(m)
+	if answered && s.up != nil && s.ur != nil && s.upstream == s.up.Conn {
+		if held, err := s.hold(s.up, s.cr, m, s.head, nil, true); held || err != nil {
+			return corr, err
+		}
+	}
 	return corr, s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
+}
+
+// hold hands a small message (head1, head2 or m's own header and annotations when nil,
+// then the payload) to a for its next Read, reading the rest of the payload first. It
+// reports false, with nothing done, for a message too large to hold.
+func (s *Session) hold(a *armedConn, r *frame.Reader, m *frame.Message, head1, head2 []byte, srcIsClient bool) (bool, error) {
+	if m.Header.DataLen > armLimit || m.Header.DataLen > s.srv.bufferedLimit {
+		return false, nil
+	}
+	if err := r.ReadRest(m); err != nil {
+		return true, &copyError{fromClient: srcIsClient, err: err}
+	}
+	if head1 == nil {
+		head1, head2 = m.Raw, m.Annotations
+	}
+	if err := a.write(head1, head2, m.Payload); err != nil {
+		return true, &copyError{fromClient: !srcIsClient, err: err}
+	}
+	return true, nil
 }
 
 // rewriteRequest puts m's header and annotations for the backend into s.head, with a
@@ -386,8 +409,15 @@ func (s *Session) rewriteRequest(m *frame.Message) []byte {
 	return s.corr[:n:n]
 }
 
-// forwardReply relays a backend message to the client unchanged.
+// forwardReply relays a backend message to the client unchanged. A small one is written
+// by the read of the client's next request (armedConn), which follows at once.
 func (s *Session) forwardReply(m *frame.Message) error {
+	if held, err := s.hold(s.cl, s.ur, m, nil, nil, false); held || err != nil {
+		return err
+	}
+	if err := s.cl.flush(); err != nil {
+		return &copyError{fromClient: true, err: err}
+	}
 	return s.w.send(s.client, s.ur, m, nil, s.srv.bufferedLimit, false)
 }
 
@@ -501,6 +531,9 @@ func (s *Session) writeReply(h frame.Header, corr, payload []byte) {
 // writeOwn writes a message the dispatcher made itself to the client, within the header
 // timeout (when there is one), and clears that deadline: the client may carry on.
 func (s *Session) writeOwn(msg []byte) error {
+	if err := s.cl.flush(); err != nil { // what came before goes first
+		return err
+	}
 	d := s.srv.cfg.Timeouts.Header
 	if d > 0 {
 		s.client.SetWriteDeadline(time.Now().Add(d))
@@ -596,6 +629,9 @@ func (s *Session) wakeIfIdle() {
 // never pooled, so the backend releases what it kept for that connection.
 func (s *Session) closeAll() {
 	s.awaitCall()
+	if err := s.cl.flush(); err != nil { // a last reply, when no read followed it
+		s.debug("could not send the last reply", zap.Error(err))
+	}
 	s.client.Close()
 	switch {
 	case s.lease.Conn != nil:

@@ -86,6 +86,13 @@ func (r *Reader) NextBuffered() bool {
 	return int64(n) >= HeaderSize+body
 }
 
+// Wrapper is a source that reads, unchanged, from an inner reader, such as a connection
+// type around a socket: CopyRest copies from the inner one, so that the kernel can still
+// splice a payload from that socket.
+type Wrapper interface {
+	Inner() io.Reader
+}
+
 // ErrPayloadPending is returned by Next when the previous message's payload was neither
 // read nor copied nor discarded.
 var ErrPayloadPending = errors.New("frame: previous payload not consumed")
@@ -208,7 +215,11 @@ func (r *Reader) CopyRest(dst io.Writer, m *Message) (int64, error) {
 		return 0, nil
 	}
 	// io.Copy of a *io.LimitedReader, as io.CopyN does, but reusing one LimitedReader.
-	r.rest = io.LimitedReader{R: r.src, N: int64(m.Remaining)}
+	src := r.src
+	if w, ok := src.(Wrapper); ok {
+		src = w.Inner()
+	}
+	r.rest = io.LimitedReader{R: src, N: int64(m.Remaining)}
 	n, err := io.Copy(dst, &r.rest)
 	r.rest.R = nil
 	if err == nil && n < int64(m.Remaining) {

@@ -1,0 +1,132 @@
+package dispatch
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// armedConn is a connection whose small writes can wait for its next Read, which makes
+// them only once that read is armed. Go's Read tries the socket before it waits for it
+// (a readiness event that came before the read was armed would otherwise be lost), so
+// a write followed by a Read for its answer costs a read that finds nothing; writing
+// from inside the armed read lets it wait at once. The session uses it where a write is
+// always followed by a read on the same socket: a request and its reply, a reply and
+// the client's next request.
+type armedConn struct {
+	net.Conn
+	rc   syscall.RawConn // nil: writes are never held
+	out  []byte          // held bytes, written by the next Read or by flush
+	iov  [3][]byte       // a message written at once
+	bufs net.Buffers     // iov as handed to writev, which consumes it
+
+	// The Read in progress, for onReady (bound once to ready: no allocation per Read).
+	p          []byte
+	n          int
+	rerr, werr error
+	ready      func(fd uintptr) bool
+}
+
+// armLimit is the largest write that is held: it is copied, so that the caller's
+// buffers are free at once.
+const armLimit = 4 << 10
+
+func newArmedConn(c net.Conn) *armedConn {
+	a := &armedConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			a.rc = rc
+			a.ready = a.onReady
+		}
+	}
+	return a
+}
+
+// write holds the three pieces of a message for the next Read when they are small (and
+// the connection has a descriptor), and writes them at once otherwise.
+func (a *armedConn) write(p1, p2, p3 []byte) error {
+	if a.rc == nil || len(a.out)+len(p1)+len(p2)+len(p3) > armLimit {
+		if err := a.flush(); err != nil {
+			return err
+		}
+		a.iov = [3][]byte{p1, p2, p3}
+		a.bufs = a.iov[:]
+		_, err := a.bufs.WriteTo(a.Conn)
+		return err
+	}
+	a.out = append(append(append(a.out, p1...), p2...), p3...)
+	return nil
+}
+
+// Inner returns the connection (frame.Wrapper): payloads are spliced from it. Nothing is
+// held then: a Read, which writes what is held, came before.
+func (a *armedConn) Inner() io.Reader { return a.Conn }
+
+// flush writes what is held.
+func (a *armedConn) flush() error {
+	if len(a.out) == 0 {
+		return nil
+	}
+	_, err := a.Conn.Write(a.out)
+	a.out = a.out[:0]
+	return err
+}
+
+// Read writes what is held, then reads; the wait for data needs no read that finds
+// nothing first.
+func (a *armedConn) Read(p []byte) (int, error) {
+	if len(a.out) == 0 {
+		return a.Conn.Read(p)
+	}
+	a.p, a.n, a.rerr, a.werr = p, 0, nil, nil
+	err := a.rc.Read(a.ready)
+	n, rerr, werr := a.n, a.rerr, a.werr
+	a.p = nil
+	switch {
+	case werr != nil:
+		a.out = a.out[:0]
+		return 0, &net.OpError{Op: "write", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: werr}
+	case len(a.out) > 0: // the socket was full, or the read ended before the write (deadline)
+		if ferr := a.flush(); ferr != nil {
+			return 0, ferr
+		}
+		if err != nil {
+			return 0, err
+		}
+		return a.Conn.Read(p)
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// onReady is the Read's callback, called once its read is armed and again each time
+// the socket is readable: it writes what is held (and then reports false, to wait for
+// the answer), or reads.
+func (a *armedConn) onReady(fd uintptr) bool {
+	if len(a.out) > 0 {
+		k, err := syscall.Write(int(fd), a.out)
+		for err == syscall.EINTR {
+			k, err = syscall.Write(int(fd), a.out)
+		}
+		if k > 0 {
+			a.out = a.out[:copy(a.out, a.out[k:])]
+		}
+		if err != nil && err != syscall.EAGAIN {
+			a.werr = os.NewSyscallError("write", err)
+			return true
+		}
+		return len(a.out) > 0 // all written: wait; the socket is full: finish outside
+	}
+	n, err := syscall.Read(int(fd), a.p)
+	for err == syscall.EINTR {
+		n, err = syscall.Read(int(fd), a.p)
+	}
+	a.n, a.rerr = max(n, 0), err
+	return err != syscall.EAGAIN
+}
