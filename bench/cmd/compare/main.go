@@ -559,10 +559,11 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	b.WriteString("**What remains and why** (profiles and what was tried: [bench/README.md](README.md), " +
 		"\"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket " +
 		"operation, the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or " +
-		"HAProxy, pays for four of them per call: session mode cannot get far past HAProxy on small calls, and pays " +
-		"two more reads per call for Go's netpoller. Pipelined mode shares the backend side's operations among the calls " +
-		"written together, which is what puts it past HAProxy; what is left is the client side's read and write per " +
-		"call, the floor of any proxy, and the extra read of Go's netpoller. One connection measures thread wake-ups, which this " +
+		"HAProxy, pays for four of them per call: session mode, which makes exactly HAProxy's system calls (two reads, " +
+		"two writes), cannot get far past it on small calls. Pipelined mode shares the backend side's operations among " +
+		"the calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
+		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads before " +
+		"it waits). One connection measures thread wake-ups, which this " +
 		"shared machine makes noisy. A 64 MiB call keeps three processes busy on two cores instead of two, and the " +
 		"proxy's share is the kernel's splice and TCP work. Python clients are CPU-bound: every µs of proxy CPU per " +
 		"call is theirs.\n\n")
