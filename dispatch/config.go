@@ -49,7 +49,7 @@ type PoolConfig struct {
 	Handshakes     int           `yaml:"handshakes"`      // distinct handshakes (and pools) remembered
 	// Pipeline is how many calls of different clients may be in flight at once on one
 	// upstream connection (1: a connection serves one call at a time). Above 1, requests
-	// are written back to back, several in one writev, and replies matched in order.
+	// are written back to back, several in one write, and replies matched in order.
 	Pipeline int `yaml:"pipeline"`
 }
 

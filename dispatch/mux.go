@@ -17,7 +17,7 @@ import (
 // mux pipelines the calls of many client sessions onto few upstream connections of one
 // handshake's pool (pooled mode with pool.pipeline > 1). A Pyro4 daemon serves the
 // messages of one connection strictly in order, so requests of different clients can be
-// written back to back, several in one writev, and each reply belongs to the oldest call
+// written back to back, several in one write, and each reply belongs to the oldest call
 // not yet answered on its connection. The price is head-of-line blocking: a slow call
 // delays the calls queued behind it on the same connection.
 type mux struct {
