@@ -65,6 +65,7 @@ func TestArmedConnWritesInRead(t *testing.T) {
 		}
 	}()
 	got := make([]byte, 5)
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(a, got); err != nil || string(got) != "world" {
 		t.Fatalf("read %q, %v", got, err)
 	}

@@ -445,23 +445,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		}
 		s.setClientDeadline(0)
 	}
-	x := s.hs.mux
-	if err := x.acquireSlot(); err != nil {
-		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.target, s.hs.pool)))
-	}
-	c, err := x.conn()
-	if errors.Is(err, pool.ErrClosed) { // the handshake was evicted from the cache
-		x.releaseSlot()
-		s.hs = s.ln.handshakes.renew(s.hs)
-		x = s.hs.mux
-		if err = x.acquireSlot(); err == nil {
-			if c, err = x.conn(); err != nil {
-				x.releaseSlot()
-			}
-		}
-	} else if err != nil {
-		x.releaseSlot()
-	}
+	x, c, err := s.pipeConn()
 	if err != nil {
 		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.target, s.hs.pool)))
 	}
@@ -506,6 +490,26 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	}
 	s.logger().Warn("pipelined upstream connection lost while sending", zap.Error(err), zap.Stringer("corr", corrID(corr)))
 	return nil // the reader answers the call with the connection's failure
+}
+
+// pipeConn takes an in-flight slot of the session's mux and one of its connections,
+// renewing the handshake once when it was evicted from the cache.
+func (s *Session) pipeConn() (*mux, *muxConn, error) {
+	for try := 0; ; try++ {
+		x := s.hs.mux
+		if err := x.acquireSlot(); err != nil {
+			return nil, nil, err
+		}
+		c, err := x.conn()
+		if err == nil {
+			return x, c, nil
+		}
+		x.releaseSlot()
+		if try > 0 || !errors.Is(err, pool.ErrClosed) {
+			return nil, nil, err
+		}
+		s.hs = s.ln.handshakes.renew(s.hs)
+	}
 }
 
 // finishCall ends the session's pipelined call (reader goroutine).

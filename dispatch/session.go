@@ -364,25 +364,26 @@ func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
 // written by that read (armedConn).
 func (s *Session) forwardRequest(m *frame.Message, answered bool) ([]byte, error) {
 	corr := s.rewriteRequest(m)
-	if answered && s.up != nil && s.ur != nil && s.upstream == s.up.Conn {
-		if held, err := s.hold(s.up, s.cr, m, s.head, nil, true); held || err != nil {
+	if answered && s.up != nil { // session mode: the backend connection is s.up's
+		if held, err := s.hold(s.up, s.cr, m, s.head, true); held || err != nil {
 			return corr, err
 		}
 	}
 	return corr, s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
 }
 
-// hold hands a small message (head1, head2 or m's own header and annotations when nil,
-// then the payload) to a for its next Read, reading the rest of the payload first. It
-// reports false, with nothing done, for a message too large to hold.
-func (s *Session) hold(a *armedConn, r *frame.Reader, m *frame.Message, head1, head2 []byte, srcIsClient bool) (bool, error) {
+// hold hands a small message (head, or m's own header and annotations when nil, then the
+// payload) to a for its next Read, reading the rest of the payload first. It reports
+// false, with nothing done, for a message too large to hold.
+func (s *Session) hold(a *armedConn, r *frame.Reader, m *frame.Message, head []byte, srcIsClient bool) (bool, error) {
 	if m.Header.DataLen > armLimit || m.Header.DataLen > s.srv.bufferedLimit {
 		return false, nil
 	}
 	if err := r.ReadRest(m); err != nil {
 		return true, &copyError{fromClient: srcIsClient, err: err}
 	}
-	if head1 == nil {
+	head1, head2 := head, []byte(nil)
+	if head == nil {
 		head1, head2 = m.Raw, m.Annotations
 	}
 	if err := a.write(head1, head2, m.Payload); err != nil {
@@ -412,7 +413,7 @@ func (s *Session) rewriteRequest(m *frame.Message) []byte {
 // forwardReply relays a backend message to the client unchanged. A small one is written
 // by the read of the client's next request (armedConn), which follows at once.
 func (s *Session) forwardReply(m *frame.Message) error {
-	if held, err := s.hold(s.cl, s.ur, m, nil, nil, false); held || err != nil {
+	if held, err := s.hold(s.cl, s.ur, m, nil, false); held || err != nil {
 		return err
 	}
 	if err := s.cl.flush(); err != nil {
@@ -463,13 +464,13 @@ type copyError struct {
 }
 
 func (e *copyError) Error() string { return e.err.Error() }
+func (e *copyError) Unwrap() error { return e.err }
 
 // fromClient reports whether err is a copyError on the client's side.
 func fromClient(err error) bool {
 	var ce *copyError
 	return errors.As(err, &ce) && ce.fromClient
 }
-func (e *copyError) Unwrap() error { return e.err }
 
 // upstreamLost answers a request whose backend failed with a Pyro4 CommunicationError
 // (unless it was oneway). In session mode it then ends the session, whose backend
