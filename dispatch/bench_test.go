@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -74,9 +75,9 @@ func fixedBackend(tb testing.TB) net.Listener {
 }
 
 // startProxy runs a dispatcher in front of backend and returns its address.
-func startProxy(tb testing.TB, backend string, mutate func(*Config)) (*Server, string) {
-	cfg := Defaults()
-	cfg.Listeners = []ListenerConfig{{Name: "t", Listen: StringList{"127.0.0.1:0"}, Backend: backend}}
+func startProxy(tb testing.TB, backend string, mutate func(*config.Config)) (*Server, string) {
+	cfg := config.Defaults()
+	cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -171,7 +172,7 @@ func BenchmarkDirectSmall(b *testing.B) {
 }
 
 // benchmarkLarge sends large payloads one way (oneway calls) through the dispatcher.
-func benchmarkLarge(b *testing.B, size int, mutate func(*Config)) {
+func benchmarkLarge(b *testing.B, size int, mutate func(*config.Config)) {
 	be := fixedBackend(b)
 	_, addr := startProxy(b, be.Addr().String(), mutate)
 	g := dialClient(b, addr)
@@ -192,5 +193,5 @@ func BenchmarkForwardLarge(b *testing.B) { benchmarkLarge(b, 8<<20, nil) }
 // BenchmarkForwardLargeBuffered: the same with splicing disabled (payloads buffered in
 // user space: buffered_payload raised over the payload size), to show what splice saves.
 func BenchmarkForwardLargeBuffered(b *testing.B) {
-	benchmarkLarge(b, 8<<20, func(c *Config) { c.Limits.BufferedPayload = 16 << 20 })
+	benchmarkLarge(b, 8<<20, func(c *config.Config) { c.Limits.BufferedPayload = 16 << 20 })
 }

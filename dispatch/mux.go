@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 )
@@ -59,7 +60,7 @@ type muxConn struct {
 	wbuf    writer     // the reader goroutine's scratch for replies
 }
 
-func newMux(h *handshake, srv *Server, cfg PoolConfig) *mux {
+func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
 	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, lifetime: cfg.MaxLifetime,
 		slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline)}
 }

@@ -13,15 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 // pipelined sets the listener to pooled mode with maxOpen connections and up to depth
 // calls in flight on each.
-func pipelined(maxOpen, depth int) func(*Config) {
-	return func(c *Config) {
+func pipelined(maxOpen, depth int) func(*config.Config) {
+	return func(c *config.Config) {
 		l := &c.Listeners[0]
-		l.Mode = ModePooled
+		l.Mode = config.ModePooled
 		l.Pool.MaxOpen, l.Pool.Pipeline = maxOpen, depth
 		if err := c.Validate(); err != nil {
 			panic(err)
@@ -266,7 +267,7 @@ func TestPipelinedCallTimeout(t *testing.T) {
 		}
 		return silent
 	})
-	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
+	_, addr := startProxy(t, ln.Addr().String(), func(c *config.Config) {
 		pipelined(1, 8)(c)
 		c.Timeouts.Call = 200 * time.Millisecond
 	})
@@ -316,7 +317,7 @@ func TestPipelinedShutdownDrains(t *testing.T) {
 // its calls are answered; no call fails for it.
 func TestPipelinedLifetime(t *testing.T) {
 	be := newCountingBackend(t, 0)
-	_, addr := startProxy(t, be.Addr().String(), func(c *Config) {
+	_, addr := startProxy(t, be.Addr().String(), func(c *config.Config) {
 		c.Listeners[0].Pool.MaxLifetime = 100 * time.Millisecond
 		pipelined(2, 4)(c)
 	})
@@ -348,7 +349,7 @@ func TestPipelinedLifetime(t *testing.T) {
 // connection carry on.
 func TestPipelinedClientNotReading(t *testing.T) {
 	be := newCountingBackend(t, 0)
-	srv, addr := startProxy(t, be.Addr().String(), func(c *Config) {
+	srv, addr := startProxy(t, be.Addr().String(), func(c *config.Config) {
 		c.Timeouts.Header = 300 * time.Millisecond
 		pipelined(1, 8)(c)
 	})

@@ -14,6 +14,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 )
@@ -57,11 +58,11 @@ func (e *rejectedError) Error() string { return "backend rejected the handshake"
 // handshakes is a listener's LRU of handshakes; evicting one closes its pool.
 type handshakes struct {
 	cache *lru.Cache[hsKey, *handshake]
-	cfg   PoolConfig
+	cfg   config.Pool
 	srv   *Server
 }
 
-func newHandshakes(cfg PoolConfig, srv *Server) (*handshakes, error) {
+func newHandshakes(cfg config.Pool, srv *Server) (*handshakes, error) {
 	hs := &handshakes{cfg: cfg, srv: srv}
 	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.close() })
 	if err != nil {

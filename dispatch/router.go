@@ -3,6 +3,7 @@ package dispatch
 import (
 	"net"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -33,9 +34,9 @@ type StaticRouter Target
 // Route returns the one backend.
 func (r StaticRouter) Route(*ConnectInfo) (Target, error) { return Target(r), nil }
 
-// NewStaticRouter returns a router to the backend at addr (see ParseAddress).
+// NewStaticRouter returns a router to the backend at addr (see config.ParseAddress).
 func NewStaticRouter(addr string) (StaticRouter, error) {
-	network, address, err := ParseAddress(addr)
+	network, address, err := config.ParseAddress(addr)
 	if err != nil {
 		return StaticRouter{}, err
 	}

@@ -15,13 +15,14 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 // Server owns the listeners and every client session. Start it, then Shutdown it; it
 // starts one goroutine per listener (the accept loop) and one per client connection.
 type Server struct {
-	cfg            Config
+	cfg            config.Config
 	log            *zap.Logger
 	clientLimits   frame.Limits
 	upstreamLimits frame.Limits
@@ -54,7 +55,7 @@ type listener struct {
 // NewServer checks cfg and prepares a server; nothing listens before Start. Each
 // listener's clients go to its configured backend unless routers names another Router
 // for that listener.
-func NewServer(cfg Config, log *zap.Logger, routers map[string]Router) (*Server, error) {
+func NewServer(cfg config.Config, log *zap.Logger, routers map[string]Router) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -86,7 +87,7 @@ func NewServer(cfg Config, log *zap.Logger, routers map[string]Router) (*Server,
 			r = sr
 		}
 		var hs *handshakes
-		if lc.Mode == ModePooled {
+		if lc.Mode == config.ModePooled {
 			var err error
 			if hs, err = newHandshakes(lc.Pool, s); err != nil {
 				return nil, err
@@ -134,7 +135,7 @@ func (s *Server) Addrs() []net.Addr {
 // listen opens a TCP or unix listening socket. A stale unix socket file (one nobody
 // listens on) is removed first.
 func listen(addr string) (net.Listener, error) {
-	network, address, err := ParseAddress(addr)
+	network, address, err := config.ParseAddress(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -131,8 +132,8 @@ func TestOwnReplyLeavesNoDeadline(t *testing.T) {
 		}
 		return reply
 	})
-	_, addr := startProxy(t, ln.Addr().String(), func(c *Config) {
-		c.Listeners[0].Mode = ModePooled
+	_, addr := startProxy(t, ln.Addr().String(), func(c *config.Config) {
+		c.Listeners[0].Mode = config.ModePooled
 		c.Timeouts.Header = 100 * time.Millisecond
 	})
 	g := dialClient(t, addr)

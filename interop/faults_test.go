@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
@@ -171,7 +171,7 @@ type rawClient struct {
 // rawDial connects to a dispatch-form address.
 func rawDial(t testing.TB, addr string) *rawClient {
 	t.Helper()
-	network, address, err := dispatch.ParseAddress(addr)
+	network, address, err := config.ParseAddress(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func faultHandshakeOnlyBackend(t testing.TB) string {
 func TestFaultBackendDownAtConnect(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
-	short := func(c *dispatch.Config) {
+	short := func(c *config.Config) {
 		c.Timeouts.Dial = time.Second
 		c.Timeouts.Call = time.Second
 	}
@@ -420,7 +420,7 @@ func TestFaultBackendKilledMidCall(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
 	daemon, backend := faultDaemon(t, "127.0.0.1:0")
-	p := startProxy(t, backend, func(c *dispatch.Config) { c.Timeouts.Dial = 2 * time.Second })
+	p := startProxy(t, backend, func(c *config.Config) { c.Timeouts.Dial = 2 * time.Second })
 	uri := p.uri("fault.svc")
 	faultWantOK(t, faultCall(t, uri, "echo", []any{"warm"}, nil), "warm")
 
@@ -459,7 +459,7 @@ func TestFaultConnectionLimits(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
 	_, backend := faultDaemon(t, "127.0.0.1:0")
-	p := startProxy(t, backend, func(c *dispatch.Config) { c.Limits.MaxConnections = 2 })
+	p := startProxy(t, backend, func(c *config.Config) { c.Limits.MaxConnections = 2 })
 	a, b := rawDial(t, p.addr), rawDial(t, p.addr)
 	a.handshake(t)
 	b.handshake(t)
@@ -490,8 +490,8 @@ func TestFaultConnectionLimitPerIP(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
 	_, backend := faultDaemon(t, "127.0.0.1:0")
-	p := startProxy(t, backend, func(c *dispatch.Config) {
-		c.Listeners[0].Listen = dispatch.StringList{"127.0.0.1:0", "[::1]:0"}
+	p := startProxy(t, backend, func(c *config.Config) {
+		c.Listeners[0].Listen = config.StringList{"127.0.0.1:0", "[::1]:0"}
 		c.Limits.MaxConnectionsPer = 1
 	})
 	v6 := p.srv.Addrs()[1].String()
@@ -512,7 +512,7 @@ func TestFaultIdleTimeout(t *testing.T) {
 	t.Parallel()
 	_, backend := faultDaemon(t, "127.0.0.1:0")
 	const idle = time.Second
-	p := startProxy(t, backend, func(c *dispatch.Config) { c.Timeouts.Idle = idle })
+	p := startProxy(t, backend, func(c *config.Config) { c.Timeouts.Idle = idle })
 
 	stop := filepath.Join(t.TempDir(), "stop")
 	busy := pyro4test.StartDaemon(t, script(t, "fault_client.py"), p.uri("fault.svc"), stop)

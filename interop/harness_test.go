@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
@@ -30,11 +31,11 @@ type proxy struct {
 // form). mutate may change the configuration before it starts (its listen addresses
 // too). Every log line is recorded in logs, and written to the test log when
 // PYRO_DISPATCH_TEST_LOG is set. The dispatcher is shut down when the test ends.
-func startProxy(t testing.TB, backend string, mutate func(*dispatch.Config)) *proxy {
+func startProxy(t testing.TB, backend string, mutate func(*config.Config)) *proxy {
 	t.Helper()
-	cfg := dispatch.Defaults()
+	cfg := config.Defaults()
 	cfg.Log.Level = "debug"
-	cfg.Listeners = []dispatch.ListenerConfig{{Name: "test", Listen: dispatch.StringList{"127.0.0.1:0"}, Backend: backend}}
+	cfg.Listeners = []config.Listener{{Name: "test", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend}}
 	if mutate != nil {
 		mutate(&cfg)
 	}

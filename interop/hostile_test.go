@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
@@ -99,7 +99,7 @@ func TestHostileInput(t *testing.T) {
 	requirePyro4(t)
 	t.Parallel()
 	_, backend := faultDaemon(t, "127.0.0.1:0")
-	p := startProxy(t, backend, func(c *dispatch.Config) {
+	p := startProxy(t, backend, func(c *config.Config) {
 		c.Limits.MaxMessageSize = hostileMaxMessage
 		c.Timeouts.Header = hostileHeaderWait
 	})

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
@@ -26,7 +26,7 @@ import (
 func pooledDaemon(t *testing.T, args ...string) (*pyro4test.Process, string) {
 	t.Helper()
 	p := pyro4test.StartDaemon(t, script(t, "daemon.py"), args...)
-	if _, _, err := dispatch.ParseAddress(p.Line); err != nil || p.Line == "" {
+	if _, _, err := config.ParseAddress(p.Line); err != nil || p.Line == "" {
 		t.Fatalf("daemon.py printed %q, want its address: %v", p.Line, err)
 	}
 	return p, p.Line
@@ -34,11 +34,11 @@ func pooledDaemon(t *testing.T, args ...string) (*pyro4test.Process, string) {
 
 // pooledProxy starts a dispatcher whose listener is pooled, with the pool settings pc
 // (zero fields get the defaults) and the affinity patterns.
-func pooledProxy(t *testing.T, backend string, pc dispatch.PoolConfig, affinity ...string) *proxy {
+func pooledProxy(t *testing.T, backend string, pc config.Pool, affinity ...string) *proxy {
 	t.Helper()
-	return startProxy(t, backend, func(c *dispatch.Config) {
+	return startProxy(t, backend, func(c *config.Config) {
 		l := &c.Listeners[0]
-		l.Mode, l.Pool, l.Affinity = dispatch.ModePooled, pc, affinity
+		l.Mode, l.Pool, l.Affinity = config.ModePooled, pc, affinity
 		c.Timeouts.Dial = 2 * time.Second
 	})
 }
@@ -151,7 +151,7 @@ func TestPooledResourceTracking(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	_, backend := pooledDaemon(t)
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 2}, "test.resources")
+	p := pooledProxy(t, backend, config.Pool{MaxOpen: 2}, "test.resources")
 	var r struct {
 		Allocated        string       `json:"allocated"`
 		EchoErrors       []string     `json:"echo_errors"`
@@ -200,7 +200,7 @@ func TestPooledItemStreams(t *testing.T) {
 	requirePyro4(t)
 	_, backend := pooledDaemon(t)
 	const wait = time.Second
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 2, WaitTimeout: wait})
+	p := pooledProxy(t, backend, config.Pool{MaxOpen: 2, WaitTimeout: wait})
 	var r struct {
 		CFirst               pooledOutcome    `json:"c_first"`
 		CConnectedAfterError bool             `json:"c_connected_after_error"`
@@ -264,7 +264,7 @@ func TestPooledWaitTimeout(t *testing.T) {
 	requirePyro4(t)
 	daemon, backend := pooledDaemon(t)
 	const wait = 300 * time.Millisecond
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 1, WaitTimeout: wait})
+	p := pooledProxy(t, backend, config.Pool{MaxOpen: 1, WaitTimeout: wait})
 	prefix := "pyro-dispatch: no connection to backend " + backend + " free in time"
 
 	t.Run("pyro4", func(t *testing.T) {
@@ -328,7 +328,7 @@ func TestPooledBackendLost(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	daemon, backend := pooledDaemon(t)
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 2})
+	p := pooledProxy(t, backend, config.Pool{MaxOpen: 2})
 	signal := filepath.Join(t.TempDir(), "restarted")
 	client := pyro4test.StartDaemon(t, script(t, "pooled_client.py"), "--addr", p.addr, "--daemon", backend, "--signal", signal, "lost")
 	if client.Line != "ready" {
@@ -413,7 +413,7 @@ func TestPooledHandshakes(t *testing.T) {
 	t.Parallel()
 	requirePyro4(t)
 	_, backend := pooledDaemon(t)
-	p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 2})
+	p := pooledProxy(t, backend, config.Pool{MaxOpen: 2})
 	var r struct {
 		MixedErrors   []string        `json:"mixed_errors"`
 		Mixed         [][]any         `json:"mixed"`
@@ -466,7 +466,7 @@ func TestPooledConnectCache(t *testing.T) {
 		t.Run(fmt.Sprintf("pipeline=%d", pipeline), func(t *testing.T) {
 			t.Parallel()
 			_, backend := pooledDaemon(t)
-			p := pooledProxy(t, backend, dispatch.PoolConfig{MaxOpen: 3, Pipeline: pipeline})
+			p := pooledProxy(t, backend, config.Pool{MaxOpen: 3, Pipeline: pipeline})
 			var r struct {
 				Clients      int          `json:"clients"`
 				Errors       []string     `json:"errors"`

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
@@ -571,9 +572,9 @@ func scaleGoBackend(tb testing.TB) string {
 // like `serve` without a terminal) and returns it and its address.
 func scaleStartInProcess(tb testing.TB, backend, mode string, poolMaxOpen int) (*dispatch.Server, string) {
 	tb.Helper()
-	cfg := dispatch.Defaults()
+	cfg := config.Defaults()
 	cfg.Limits.MaxConnections = scaleMaxConns
-	cfg.Listeners = []dispatch.ListenerConfig{{Name: "main", Listen: dispatch.StringList{"127.0.0.1:0"}, Backend: backend, Mode: mode}}
+	cfg.Listeners = []config.Listener{{Name: "main", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend, Mode: mode}}
 	cfg.Listeners[0].Pool.MaxOpen = poolMaxOpen
 	enc := zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))
@@ -650,7 +651,7 @@ func BenchmarkPooledIdleHeap(b *testing.B) {
 	backend := scaleGoBackend(b)
 	var heap, stack, stackNoGC, goroutines float64
 	for range b.N {
-		srv, addr := scaleStartInProcess(b, backend, dispatch.ModePooled, scalePoolMaxOpen)
+		srv, addr := scaleStartInProcess(b, backend, config.ModePooled, scalePoolMaxOpen)
 		warm := scaleOpen(addr, 1, 1)
 		if len(warm.conns) != 1 {
 			b.Fatalf("first handshake: %q %v", warm.fails, warm.errs)
@@ -788,7 +789,7 @@ func BenchmarkPooledVsSession(b *testing.B) {
 		mode string
 		open int
 	}
-	modes := []mode{{"session", dispatch.ModeSession, 0}, {"pooled-8", dispatch.ModePooled, 8}, {"pooled-64", dispatch.ModePooled, 64}}
+	modes := []mode{{"session", config.ModeSession, 0}, {"pooled-8", config.ModePooled, 8}, {"pooled-64", config.ModePooled, 64}}
 	goBackend := scaleGoBackend(b)
 	for _, clients := range []int{1, 64} {
 		for _, m := range modes {

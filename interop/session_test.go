@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
 
@@ -33,7 +33,7 @@ var sessSerializers = []string{"serpent", "json", "marshal", "pickle"}
 
 // sessModes are the listener modes every scenario runs in: sessPipelined is pooled mode
 // with pool.pipeline sessPipeline.
-var sessModes = []string{dispatch.ModeSession, dispatch.ModePooled, sessPipelined}
+var sessModes = []string{config.ModeSession, config.ModePooled, sessPipelined}
 
 // sessPipelined names pooled mode with calls of different clients pipelined on shared
 // backend connections, up to sessPipeline at once on each.
@@ -54,14 +54,14 @@ var sessAffinity = []string{"test.meta", "test.session", "test.resources"}
 
 // sessMode returns a configuration change that sets the listener's mode (with
 // sessAffinity and sessPoolMaxOpen when pooled) and then applies more.
-func sessMode(mode string, more ...func(*dispatch.Config)) func(*dispatch.Config) {
-	return func(c *dispatch.Config) {
+func sessMode(mode string, more ...func(*config.Config)) func(*config.Config) {
+	return func(c *config.Config) {
 		l := &c.Listeners[0]
 		l.Mode = mode
 		if mode == sessPipelined {
-			l.Mode, l.Pool.Pipeline = dispatch.ModePooled, sessPipeline
+			l.Mode, l.Pool.Pipeline = config.ModePooled, sessPipeline
 		}
-		if l.Mode == dispatch.ModePooled {
+		if l.Mode == config.ModePooled {
 			l.Affinity = sessAffinity
 			l.Pool.MaxOpen = sessPoolMaxOpen
 		}
@@ -83,7 +83,7 @@ func sessEachMode(t *testing.T, f func(t *testing.T, mode string)) {
 }
 
 // sessAccessLog turns the access log on.
-func sessAccessLog(c *dispatch.Config) { c.Log.Access = true }
+func sessAccessLog(c *config.Config) { c.Log.Access = true }
 
 // sessDaemon starts testdata/daemon.py with args and returns its listen address in
 // dispatch form ("127.0.0.1:PORT", "[::1]:PORT" or "unix:/path"). It is killed when the
@@ -91,7 +91,7 @@ func sessAccessLog(c *dispatch.Config) { c.Log.Access = true }
 func sessDaemon(t *testing.T, args ...string) string {
 	t.Helper()
 	p := pyro4test.StartDaemon(t, script(t, "daemon.py"), args...)
-	if _, _, err := dispatch.ParseAddress(p.Line); err != nil || p.Line == "" {
+	if _, _, err := config.ParseAddress(p.Line); err != nil || p.Line == "" {
 		t.Fatalf("daemon.py printed %q, want its address: %v", p.Line, err)
 	}
 	return p.Line
@@ -680,8 +680,8 @@ func TestSessionUnixSockets(t *testing.T) {
 		})
 		t.Run("listener", func(t *testing.T) {
 			t.Parallel()
-			p := startProxy(t, backend, sessMode(mode, func(c *dispatch.Config) {
-				c.Listeners[0].Listen = dispatch.StringList{"unix:" + filepath.Join(dir, "l-"+mode+".sock")}
+			p := startProxy(t, backend, sessMode(mode, func(c *config.Config) {
+				c.Listeners[0].Listen = config.StringList{"unix:" + filepath.Join(dir, "l-"+mode+".sock")}
 			}))
 			if !strings.HasPrefix(p.addr, "unix:") {
 				t.Fatalf("dispatcher listens on %s, want a unix socket", p.addr)
@@ -716,7 +716,7 @@ func TestSessionIPv6(t *testing.T) {
 		t.Fatalf("daemon.py listens on %q, want [::1]:PORT", backend)
 	}
 	sessEachMode(t, func(t *testing.T, mode string) {
-		p := startProxy(t, backend, sessMode(mode, func(c *dispatch.Config) { c.Listeners[0].Listen = dispatch.StringList{"[::1]:0"} }))
+		p := startProxy(t, backend, sessMode(mode, func(c *config.Config) { c.Listeners[0].Listen = config.StringList{"[::1]:0"} }))
 		if !strings.HasPrefix(p.addr, "[::1]:") {
 			t.Fatalf("dispatcher listens on %s, want [::1]:PORT", p.addr)
 		}

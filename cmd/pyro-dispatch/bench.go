@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/bench"
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -30,7 +30,7 @@ type benchOptions struct {
 	conns      int
 	duration   time.Duration
 	calls      int64
-	payload    dispatch.ByteSize
+	payload    config.ByteSize
 	serializer string
 	mode       string
 	rate       float64

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/bench"
-	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -22,8 +22,8 @@ func init() {
 type echoOptions struct {
 	listen       string
 	delay        time.Duration
-	responseSize dispatch.ByteSize
-	maxMessage   dispatch.ByteSize
+	responseSize config.ByteSize
+	maxMessage   config.ByteSize
 	quiet        bool
 }
 

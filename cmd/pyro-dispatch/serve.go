@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 )
 
@@ -38,7 +39,7 @@ type configFlags struct {
 	logLevel  string
 	logFormat string
 	access    bool
-	maxMsg    dispatch.ByteSize
+	maxMsg    config.ByteSize
 	maxConns  int
 	maxPerIP  int
 	header    time.Duration
@@ -51,14 +52,14 @@ type configFlags struct {
 }
 
 func (c *configFlags) register(fs *pflag.FlagSet) {
-	d := dispatch.Defaults()
+	d := config.Defaults()
 	fs.StringVarP(&c.file, "config", "c", "", "YAML configuration file")
 	fs.StringArrayVarP(&c.listen, "listen", "l", nil, "listen address: HOST:PORT, [::1]:PORT or unix:/path (repeatable)")
 	fs.StringVarP(&c.backend, "backend", "b", "", "backend Pyro4 daemon address: HOST:PORT, [::1]:PORT or unix:/path")
 	fs.StringVar(&c.mode, "mode", "", "listener mode: session (one backend connection per client) or pooled (shared)")
 	fs.StringArrayVar(&c.affinity, "affinity", nil, "pooled mode: object id pattern whose clients keep one backend connection (repeatable)")
-	fs.IntVar(&c.poolOpen, "pool-max-open", dispatch.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
-	fs.DurationVar(&c.poolWait, "pool-wait-timeout", dispatch.DefaultPoolWait, "pooled mode: how long a call waits for a free backend connection")
+	fs.IntVar(&c.poolOpen, "pool-max-open", config.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
+	fs.DurationVar(&c.poolWait, "pool-wait-timeout", config.DefaultPoolWait, "pooled mode: how long a call waits for a free backend connection")
 	fs.IntVar(&c.pipeline, "pool-pipeline", 1, "pooled mode: calls of different clients in flight at once on one backend connection (1: one at a time)")
 	fs.StringVar(&c.logLevel, "log-level", d.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", d.Log.Format, "log format: console or json")
@@ -77,11 +78,11 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 }
 
 // config builds the effective configuration: defaults, then the file, then set flags.
-func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
-	cfg := dispatch.Defaults()
+func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
+	cfg := config.Defaults()
 	if c.file != "" {
 		var err error
-		if cfg, err = dispatch.LoadConfig(c.file); err != nil {
+		if cfg, err = config.LoadConfig(c.file); err != nil {
 			return cfg, err
 		}
 	}
@@ -90,7 +91,7 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 		if backend == "" && len(cfg.Listeners) == 1 {
 			backend = cfg.Listeners[0].Backend
 		}
-		cfg.Listeners = []dispatch.ListenerConfig{{Name: "main", Listen: c.listen, Backend: backend}}
+		cfg.Listeners = []config.Listener{{Name: "main", Listen: c.listen, Backend: backend}}
 	} else if c.file == "" {
 		return cfg, fmt.Errorf("give --listen ADDR --backend ADDR, or --config FILE")
 	}
@@ -137,7 +138,7 @@ func (c *configFlags) config(fs *pflag.FlagSet) (dispatch.Config, error) {
 // loadConfig parses the flags of serve or check and builds the effective configuration.
 // done is true when the command must return code at once (help, a flag error, or an
 // invalid configuration, reported as exit code bad).
-func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg dispatch.Config, cf configFlags, code int, done bool) {
+func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg config.Config, cf configFlags, code int, done bool) {
 	fs := newFlagSet(name, "", stderr)
 	cf.register(fs)
 	if code, done := parse(fs, args); done {
@@ -224,7 +225,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 }
 
 // newLogger builds the zap logger the configuration asks for, writing to w.
-func newLogger(lc dispatch.LogConfig, w io.Writer) (*zap.Logger, error) {
+func newLogger(lc config.Log, w io.Writer) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(lc.Level)
 	if err != nil {
 		return nil, err

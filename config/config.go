@@ -1,4 +1,7 @@
-package dispatch
+// Package config is the dispatcher's configuration: the YAML schema, its defaults and its
+// validation, with errors that name the line and key. It is loaded by cmd and handed to
+// dispatch and routing; it opens no socket and starts nothing.
+package config
 
 import (
 	"bytes"
@@ -17,27 +20,27 @@ import (
 
 // Config is the whole configuration of a dispatcher, as read from YAML or flags.
 type Config struct {
-	Listeners []ListenerConfig `yaml:"listeners"`
-	Limits    LimitsConfig     `yaml:"limits"`
-	Timeouts  TimeoutsConfig   `yaml:"timeouts"`
-	Log       LogConfig        `yaml:"log"`
+	Listeners []Listener `yaml:"listeners"`
+	Limits    Limits     `yaml:"limits"`
+	Timeouts  Timeouts   `yaml:"timeouts"`
+	Log       Log        `yaml:"log"`
 }
 
-// ListenerConfig is one set of listening addresses and where their clients go.
-type ListenerConfig struct {
+// Listener is one set of listening addresses and where their clients go.
+type Listener struct {
 	Name    string     `yaml:"name"`
 	Listen  StringList `yaml:"listen"`  // "HOST:PORT", "[::1]:PORT" or "unix:/path"
 	Backend string     `yaml:"backend"` // same address forms
 	Mode    string     `yaml:"mode"`    // "session" (the default) or "pooled"
 	// Affinity lists object ids (path.Match patterns such as "session.*") whose clients
 	// keep one upstream connection for their whole life in pooled mode.
-	Affinity []string   `yaml:"affinity,omitempty"`
-	Pool     PoolConfig `yaml:"pool"`
+	Affinity []string `yaml:"affinity,omitempty"`
+	Pool     Pool     `yaml:"pool"`
 }
 
-// PoolConfig sizes the upstream connection pools of a pooled listener. There is one pool
+// Pool sizes the upstream connection pools of a pooled listener. There is one pool
 // per distinct handshake (serializer, flags, CONNECT payload and annotations).
-type PoolConfig struct {
+type Pool struct {
 	MaxOpen        int           `yaml:"max_open"`        // connections per pool
 	MaxIdle        int           `yaml:"max_idle"`        // idle connections kept per pool
 	Warm           int           `yaml:"warm"`            // idle connections kept ready per pool
@@ -53,8 +56,8 @@ type PoolConfig struct {
 	Pipeline int `yaml:"pipeline"`
 }
 
-// LimitsConfig bounds what clients may do.
-type LimitsConfig struct {
+// Limits bounds what clients may do.
+type Limits struct {
 	MaxMessageSize    ByteSize `yaml:"max_message_size"`       // payload + annotations
 	MaxAnnotations    ByteSize `yaml:"max_annotations"`        // annotation bytes per message
 	MaxConnections    int      `yaml:"max_connections"`        // client connections in total
@@ -62,8 +65,8 @@ type LimitsConfig struct {
 	BufferedPayload   ByteSize `yaml:"buffered_payload"`       // larger payloads are spliced
 }
 
-// TimeoutsConfig holds the timeouts of the data path; zero disables one.
-type TimeoutsConfig struct {
+// Timeouts holds the timeouts of the data path; zero disables one.
+type Timeouts struct {
 	Header time.Duration `yaml:"header"` // to read a message once its first byte arrived
 	Idle   time.Duration `yaml:"idle"`   // a client connection with no request for this long is closed
 	Dial   time.Duration `yaml:"dial"`   // to connect to a backend
@@ -71,8 +74,8 @@ type TimeoutsConfig struct {
 	Drain  time.Duration `yaml:"drain"`  // for in-flight calls on shutdown
 }
 
-// LogConfig selects the log output.
-type LogConfig struct {
+// Log selects the log output.
+type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // console or json
 	Access bool   `yaml:"access"` // one info line per call
@@ -95,8 +98,8 @@ const (
 )
 
 // DefaultPool returns the pool settings used where a listener gives none.
-func DefaultPool() PoolConfig {
-	return PoolConfig{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
+func DefaultPool() Pool {
+	return Pool{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
 		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes,
 		Pipeline: 1}
 }
@@ -110,14 +113,14 @@ const (
 // Defaults returns a configuration with every default filled in and no listeners.
 func Defaults() Config {
 	return Config{
-		Limits: LimitsConfig{
+		Limits: Limits{
 			MaxMessageSize:  DefaultMaxMessageSize,
 			MaxAnnotations:  65535,
 			MaxConnections:  DefaultMaxConnections,
 			BufferedPayload: DefaultBufferedPayload,
 		},
-		Timeouts: TimeoutsConfig{Header: DefaultHeaderTimeout, Dial: DefaultDialTimeout, Drain: DefaultDrainTimeout},
-		Log:      LogConfig{Level: "info", Format: "console"},
+		Timeouts: Timeouts{Header: DefaultHeaderTimeout, Dial: DefaultDialTimeout, Drain: DefaultDrainTimeout},
+		Log:      Log{Level: "info", Format: "console"},
 	}
 }
 
@@ -316,7 +319,7 @@ func (c *Config) Validate() error {
 }
 
 // fill puts defaults into unset pool fields and checks the others.
-func (p *PoolConfig) fill(key string) error {
+func (p *Pool) fill(key string) error {
 	d := DefaultPool()
 	for name, v := range map[string]*int{"max_open": &p.MaxOpen, "max_idle": &p.MaxIdle, "max_waiters": &p.MaxWaiters, "handshakes": &p.Handshakes, "warm": &p.Warm, "pipeline": &p.Pipeline} {
 		if *v < 0 {
