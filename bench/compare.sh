@@ -3,11 +3,14 @@
 # pyro-dispatch in front of it (session mode, the transparent default, and pooled mode with
 # pipelining),
 # HAProxy (mode tcp) and nginx (stream), and Pyro4's own SerializedBlob dispatcher in
-# Python; measures them all in interleaved rounds with `pyro-dispatch bench` (Go load
-# generator, json) and bench/python/load.py (Python Pyro4 clients); then writes
-# bench/RESULTS.md and the SVG charts in bench/charts/ (bench/cmd/compare).
+# Python; and, for the workload "3 replicas", three more echo daemons behind pyro-dispatch
+# (a YAML config: one backend group, balance: least_inflight; session and pipelined pooled
+# mode) and behind HAProxy (balance leastconn). Measures them all in interleaved rounds
+# with `pyro-dispatch bench` (Go load generator, json) and bench/python/load.py (Python
+# Pyro4 clients); then writes bench/RESULTS.md and the SVG charts in bench/charts/
+# (bench/cmd/compare).
 #
-#   bench/compare.sh            the full run (about 7-8 minutes on 2 cores)
+#   bench/compare.sh            the full run (about 9 minutes on 2 cores)
 #   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream)
 #   BENCH_QUICK=1 bench/compare.sh   a smoke test: one short round each (~1 minute);
 #                               writes to $BENCH_OUT / $BENCH_CHARTS, by default a temp dir
@@ -148,7 +151,7 @@ wait_port() { # wait_port NAME PORT
 pick_ports() {
   for _ in $(seq 50); do
     local base=$((20000 + RANDOM % 12000)) ok=1 p
-    for p in $(seq $base $((base + 6))); do port_free "$p" || ok=""; done
+    for p in $(seq $base $((base + 12))); do port_free "$p" || ok=""; done
     if [ -n "$ok" ]; then
       echo "$base"
       return 0
@@ -166,6 +169,8 @@ PD=$TMP/pyro-dispatch
 
 BASE=$(pick_ports)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
+# the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
+P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -208,7 +213,47 @@ start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
 
 start python-dispatcher $PY bench/python/dispatcher.py --listen $H:$P_PYD --backend PYRO:echo@$H:$P_ECHO
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD; do
+# 3 replicas: the same backend group in both pyro-dispatch configs (written here, so that
+# they always name the ports picked); HAProxy from bench/haproxy-replicas.cfg.
+log "starting replicas :$P_R1 :$P_R2 :$P_R3, pyro-dispatch :$P_LB (session) :$P_LBPIPE (pipelined), haproxy :$P_HALB (leastconn)"
+start replica-1 "$PD" echo --listen $H:$P_R1 --quiet
+start replica-2 "$PD" echo --listen $H:$P_R2 --quiet
+start replica-3 "$PD" echo --listen $H:$P_R3 --quiet
+for s in replica-1:$P_R1 replica-2:$P_R2 replica-3:$P_R3; do wait_port "${s%%:*}" "${s##*:}"; done
+cat >"$TMP/replicas-session.yaml" <<EOF
+backends:
+  - name: replicas
+    members: [$H:$P_R1, $H:$P_R2, $H:$P_R3]
+    balance: least_inflight
+listeners:
+  - name: lb
+    listen: $H:$P_LB
+    mode: session
+    routes:
+      - to: replicas
+EOF
+cat >"$TMP/replicas-pipelined.yaml" <<EOF
+backends:
+  - name: replicas
+    members: [$H:$P_R1, $H:$P_R2, $H:$P_R3]
+    balance: least_inflight
+listeners:
+  - name: lb-pipelined
+    listen: $H:$P_LBPIPE
+    mode: pooled
+    pool: {pipeline: 16, max_open: 64}
+    routes:
+      - to: replicas
+EOF
+start pyro-dispatch-lb "$PD" serve --config "$TMP/replicas-session.yaml"
+start pyro-dispatch-lb-pipelined "$PD" serve --config "$TMP/replicas-pipelined.yaml"
+sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \
+  -e "s/@REPLICA1@/$H:$P_R1/" -e "s/@REPLICA2@/$H:$P_R2/" -e "s/@REPLICA3@/$H:$P_R3/" \
+  bench/haproxy-replicas.cfg >"$TMP/haproxy-replicas.cfg"
+start haproxy-lb haproxy -db -f "$TMP/haproxy-replicas.cfg"
+
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD \
+  pyro-dispatch-lb:$P_LB pyro-dispatch-lb-pipelined:$P_LBPIPE haproxy-lb:$P_HALB; do
   wait_port "${s%%:*}" "${s##*:}"
 done
 # nginx's workers are children of its master: record them to stop them by PID too.
@@ -218,17 +263,21 @@ for _ in $(seq 100); do
 done
 for pid in $(ps -o pid= --ppid "$PID_nginx"); do PIDS+=("$pid"); done
 log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pipelined $PID_pyro_dispatch_pipelined, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher"
+log "replicas up: echo $PID_replica_1 $PID_replica_2 $PID_replica_3, pyro-dispatch $PID_pyro_dispatch_lb, pipelined $PID_pyro_dispatch_lb_pipelined, haproxy $PID_haproxy_lb"
 
 # --- workloads ------------------------------------------------------------------------
 
 if [ "$QUICK" = 1 ]; then
   SMALL="--duration 500ms --warmup 100ms --rounds 1"
+  REPLICAS=$SMALL
   MIB="--duration 500ms --warmup 200ms --rounds 1"
   BIG="--duration 1s --warmup 500ms --rounds 1"
   PYARGS="--duration 0.5 --warmup 0.2 --rounds 1"
 else
   # Short rounds but several: on a shared machine a median of 5 survives two disturbed rounds.
   SMALL="--duration 1200ms --warmup 300ms --rounds 5"
+  # 3 replicas: the rounds of the small workloads, but three targets where they have six (~25 s).
+  REPLICAS=$SMALL
   MIB="--duration 2s --warmup 500ms --rounds 3"
   BIG="--duration 3s --warmup 1s --rounds 3"
   PYARGS="--duration 3 --warmup 0.5 --rounds 3"
@@ -258,6 +307,14 @@ for payload in 16 1KiB; do
       $CPU --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --payload $payload --conns $conns $SMALL
   done
 done
+# 3 replicas: HAProxy first, so that the ratios of `pyro-dispatch bench` are to HAProxy.
+# The target names are those of the small workloads (the report judges pyro-dispatch and
+# pyro-dispatch-pipelined against haproxy); the processes are the replicas' own.
+# shellcheck disable=SC2086
+bench_workload replicas replicas "3 replicas, least-in-flight balancing: 16 B payload, 64 connections" \
+  -t haproxy=$H:$P_HALB -t pyro-dispatch=$H:$P_LB -t pyro-dispatch-pipelined=$H:$P_LBPIPE \
+  --cpu haproxy=$PID_haproxy_lb --cpu pyro-dispatch=$PID_pyro_dispatch_lb \
+  --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_lb_pipelined --payload 16 --conns 64 $REPLICAS
 for conns in 1 4; do
   # shellcheck disable=SC2086
   bench_workload "large-1MiB-c$conns" large "large calls: 1 MiB payload, $(plural $conns)" \

@@ -20,6 +20,7 @@ import (
 
 // Config is the whole configuration of a dispatcher, as read from YAML or flags.
 type Config struct {
+	Backends  []Backend  `yaml:"backends,omitempty"`
 	Listeners []Listener `yaml:"listeners"`
 	Limits    Limits     `yaml:"limits"`
 	Timeouts  Timeouts   `yaml:"timeouts"`
@@ -30,8 +31,14 @@ type Config struct {
 type Listener struct {
 	Name    string     `yaml:"name"`
 	Listen  StringList `yaml:"listen"`  // "HOST:PORT", "[::1]:PORT" or "unix:/path"
-	Backend string     `yaml:"backend"` // same address forms
-	Mode    string     `yaml:"mode"`    // "session" (the default) or "pooled"
+	// Backend is a group of one or more daemons (same address forms) that takes every
+	// client no route takes: the whole configuration of a sidecar. Balance applies to it.
+	Backend StringList `yaml:"backend,omitempty"`
+	Balance string     `yaml:"balance,omitempty"`
+	// Routes send each client (session mode, at its CONNECT) or call (pooled mode) to a
+	// backend group: the first rule that matches wins.
+	Routes []Route `yaml:"routes,omitempty"`
+	Mode   string  `yaml:"mode"` // "session" (the default) or "pooled"
 	// Affinity lists object ids (path.Match patterns such as "session.*") whose clients
 	// keep one upstream connection for their whole life in pooled mode.
 	Affinity []string `yaml:"affinity,omitempty"`
@@ -247,6 +254,10 @@ func (c *Config) Validate() error {
 	if len(c.Listeners) == 0 {
 		return fieldErr("listeners", "at least one listener is needed (--listen and --backend, or a config file)")
 	}
+	groups, err := c.validateBackends()
+	if err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
@@ -266,18 +277,15 @@ func (c *Config) Validate() error {
 				return fieldErr(fmt.Sprintf("%s.listen[%d]", key, j), "%v", err)
 			}
 		}
-		if l.Backend == "" {
-			return fieldErr(key+".backend", "no backend address")
-		}
-		if _, _, err := ParseAddress(l.Backend); err != nil {
-			return fieldErr(key+".backend", "%v", err)
-		}
 		switch l.Mode {
 		case "":
 			l.Mode = ModeSession
 		case ModeSession, ModePooled:
 		default:
 			return fieldErr(key+".mode", "unknown mode %q (want %q or %q)", l.Mode, ModeSession, ModePooled)
+		}
+		if err := c.validateRoutes(l, key, groups); err != nil {
+			return err
 		}
 		for j, pat := range l.Affinity {
 			if _, err := path.Match(pat, ""); err != nil {

@@ -30,7 +30,7 @@ log:
 		t.Fatal(err)
 	}
 	l0, l1 := cfg.Listeners[0], cfg.Listeners[1]
-	if l0.Name != "front" || len(l0.Listen) != 2 || l0.Backend != "unix:/run/pyro.sock" || l0.Mode != ModeSession {
+	if l0.Name != "front" || len(l0.Listen) != 2 || l0.Backend[0] != "unix:/run/pyro.sock" || l0.Mode != ModeSession {
 		t.Errorf("listener 0: %+v", l0)
 	}
 	if l1.Name != "listener1" || l1.Listen[0] != "unix:/tmp/d.sock" {
@@ -54,7 +54,7 @@ func TestParseConfigErrors(t *testing.T) {
 		"unknown nested":   {"listeners:\n  - listen: 127.0.0.1:1\n    backnd: x\n", "line 3: field backnd not found"},
 		"bad duration":     {base + "timeouts:\n  idle: soon\n", "line 5: timeouts.idle: cannot unmarshal !!str `soon` into time.Duration"},
 		"bad size":         {base + "limits:\n  max_message_size: lots\n", `line 5: limits.max_message_size: bad size "lots"`},
-		"bad backend":      {"listeners:\n  - listen: 127.0.0.1:1\n    backend: nowhere\n", `line 3: listeners[0].backend: bad address "nowhere"`},
+		"bad backend":      {"listeners:\n  - listen: 127.0.0.1:1\n    backend: nowhere\n", `line 3: listeners[0].backend[0]: bad address "nowhere"`},
 		"bad listen":       {"listeners:\n  - listen: [\"127.0.0.1:1\", \"x:y:z\"]\n    backend: a:1\n", `line 2: listeners[0].listen[1]: bad address "x:y:z"`},
 		"bad mode":         {base + "    mode: turbo\n", `line 4: listeners[0].mode: unknown mode "turbo"`},
 		"no listeners":     {"log:\n  level: info\n", "listeners: at least one listener"},

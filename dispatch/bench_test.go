@@ -77,11 +77,11 @@ func fixedBackend(tb testing.TB) net.Listener {
 // startProxy runs a dispatcher in front of backend and returns its address.
 func startProxy(tb testing.TB, backend string, mutate func(*config.Config)) (*Server, string) {
 	cfg := config.Defaults()
-	cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend}}
+	cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Backend: config.StringList{backend}}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := NewServer(cfg, testLogger(tb), nil)
+	srv, err := NewServer(cfg, testLogger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 // mux pipelines the calls of many client sessions onto few upstream connections of one
@@ -196,6 +197,22 @@ func (x *mux) close() {
 	x.readers.Wait()
 }
 
+// drain stops the mux taking calls: each connection closes once the calls it carries are
+// answered (a reload removed its member, or its handshake left the cache).
+func (x *mux) drain() {
+	x.mu.Lock()
+	x.closed = true
+	for _, c := range x.conns {
+		c.mu.Lock()
+		c.retired = true
+		if c.head == len(c.calls) {
+			c.failLocked(errRetired)
+		}
+		c.mu.Unlock()
+	}
+	x.mu.Unlock()
+}
+
 func (x *mux) remove(c *muxConn) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -371,10 +388,13 @@ func (c *muxConn) readLoop() {
 	}
 	switch {
 	case len(pending) > 0:
-		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.target.Name),
+		if !errors.Is(err, pool.ErrClosed) {
+			c.x.h.key.member.Failed(err)
+		}
+		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.member.Addr),
 			zap.Int("calls_failed", len(pending)), zap.Error(err))
 	case !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errRetired):
-		c.x.srv.log.Info("pipelined upstream connection closed", zap.String("backend", c.x.h.key.target.Name), zap.Error(err))
+		c.x.srv.log.Info("pipelined upstream connection closed", zap.String("backend", c.x.h.key.member.Addr), zap.Error(err))
 	}
 }
 
@@ -419,7 +439,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 
 // answer ends session s's call with a pyro-dispatch CommunicationError for the client.
 func (c *muxConn) answer(s *Session, err error) {
-	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.target.Name, err)
+	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.call.member.Addr, err)
 	s.sendException(s.call.h, s.call.corr, frame.ExcCommunicationError, reason)
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "error", 0)
 	s.finishCall()
@@ -429,6 +449,7 @@ func (c *muxConn) answer(s *Session, err error) {
 // and log it.
 type pipelinedCall struct {
 	x              *mux
+	member         *routing.Member
 	h              frame.Header
 	corr           []byte
 	object, method string
@@ -436,8 +457,8 @@ type pipelinedCall struct {
 	done           chan struct{} // signaled when the call ends
 }
 
-// relayPipelined sends request m on a shared connection of the session's mux and returns
-// without waiting for the reply, which the connection's reader delivers.
+// relayPipelined sends request m on a shared connection of a member of the call's group
+// and returns without waiting for the reply, which the connection's reader delivers.
 func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, method string) error {
 	large := m.Header.DataLen > s.srv.bufferedLimit
 	if !large {
@@ -446,10 +467,6 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		}
 		s.setClientDeadline(0)
 	}
-	x, c, err := s.pipeConn()
-	if err != nil {
-		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.target, s.hs.pool)))
-	}
 	h := m.Header
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	corr := s.rewriteRequest(m)
@@ -457,28 +474,35 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	if s.call == nil {
 		s.call = &pipelinedCall{done: make(chan struct{}, 1)}
 	}
-	*s.call = pipelinedCall{x: x, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
-	s.pending = !oneway
+	var x *mux
+	var c *muxConn
+	var err error
 	queued := false
 	for try := 0; try < 2 && !queued; try++ {
-		if try > 0 { // the connection failed (or retired) just before: take another
-			if c, err = x.conn(); err != nil {
-				break
-			}
+		if x, c, err = s.pipeConn(); err != nil {
+			break
 		}
+		// The connection failed (or retired) just before: take another.
+		*s.call = pipelinedCall{x: x, member: s.member, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
+		s.pending = !oneway
+		s.member.Begin()
 		if large {
 			queued, err = c.sendLarge(s, s.head, m, oneway)
 		} else if err = c.send(s, s.head, m.Payload, oneway); err == nil {
 			queued = true
 		}
+		if !queued {
+			s.pending = false
+			s.member.End()
+			x.releaseSlot()
+		}
 	}
 	if !queued { // no connection took it: nothing was sent
-		s.pending = false
-		x.releaseSlot()
-		return s.refuseCall(m, fmt.Errorf("pyro-dispatch: backend %s lost: %w", s.target.Name, err))
+		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
 	}
 	if oneway {
 		x.releaseSlot()
+		s.member.End()
 		if err == nil {
 			s.logCall(h, corr, object, method, start, "oneway", 0)
 		}
@@ -493,9 +517,31 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	return nil // the reader answers the call with the connection's failure
 }
 
-// pipeConn takes an in-flight slot of the session's mux and one of its connections,
-// renewing the handshake once when it was evicted from the cache.
+// pipeConn takes an in-flight slot and a connection of a mux of the call's group: a
+// member by the group's balance, the next one while members cannot be reached.
 func (s *Session) pipeConn() (*mux, *muxConn, error) {
+	a := attempt{g: s.group}
+	for {
+		member, err := a.next(&s.req)
+		if err != nil {
+			return nil, nil, err
+		}
+		x, c, err := s.pipeConnTo(member)
+		if a.retry(member, err) {
+			continue
+		}
+		return x, c, err
+	}
+}
+
+// pipeConnTo takes an in-flight slot and a connection of member's mux for the session's
+// handshake, renewing the handshake once when it was evicted from the cache.
+func (s *Session) pipeConnTo(member *routing.Member) (*mux, *muxConn, error) {
+	h, err := s.st.handshakes.like(s.hs, member)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.hs, s.member = h, member
 	for try := 0; ; try++ {
 		x := s.hs.mux
 		if err := x.acquireSlot(); err != nil {
@@ -509,12 +555,15 @@ func (s *Session) pipeConn() (*mux, *muxConn, error) {
 		if try > 0 || !errors.Is(err, pool.ErrClosed) {
 			return nil, nil, err
 		}
-		s.hs = s.ln.handshakes.renew(s.hs)
+		if s.hs, err = s.st.handshakes.renew(s.hs); err != nil {
+			return nil, nil, err
+		}
 	}
 }
 
 // finishCall ends the session's pipelined call (reader goroutine).
 func (s *Session) finishCall() {
+	s.call.member.End()
 	s.call.x.releaseSlot()
 	s.call.done <- struct{}{}
 }

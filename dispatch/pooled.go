@@ -17,12 +17,13 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 // hsKey identifies a handshake. Pools and cached CONNECT replies are per key, so a
 // backend's validateHandshake decision is never reused for a different handshake.
 type hsKey struct {
-	target     Target
+	member     *routing.Member
 	serializer frame.Serializer
 	flags      frame.Flags
 	sum        [sha256.Size]byte // of the CONNECT payload and its annotations (see kept)
@@ -55,7 +56,8 @@ type rejectedError struct{ reply storedReply }
 
 func (e *rejectedError) Error() string { return "backend rejected the handshake" }
 
-// handshakes is a listener's LRU of handshakes; evicting one closes its pool.
+// handshakes is a listener's LRU of handshakes; evicting one closes its pool once its
+// calls are done.
 type handshakes struct {
 	cache *lru.Cache[hsKey, *handshake]
 	cfg   config.Pool
@@ -69,34 +71,68 @@ func newHandshakes(cfg config.Pool, srv *Server) (*handshakes, error) {
 		return nil, err
 	}
 	hs.cache = cache
+	srv.mu.Lock()
+	srv.pools[hs] = struct{}{}
+	srv.mu.Unlock()
 	return hs, nil
 }
 
-// keyOf computes the handshake key of a client's CONNECT m (payload fully buffered).
-func keyOf(target Target, m *frame.Message) hsKey {
+// keyOf computes the handshake key of a client's CONNECT m (payload fully buffered) with
+// member m.
+func keyOf(member *routing.Member, m *frame.Message) hsKey {
 	d := sha256.New()
 	d.Write(m.Payload)
 	d.Write([]byte{0})
 	d.Write(kept(m.Annotations))
-	k := hsKey{target: target, serializer: m.Header.Serializer, flags: m.Header.Flags}
+	k := hsKey{member: member, serializer: m.Header.Serializer, flags: m.Header.Flags}
 	d.Sum(k.sum[:0])
 	return k
 }
 
-// get returns the handshake for the client's CONNECT m, creating it and its pool when new.
-func (hs *handshakes) get(target Target, m *frame.Message) *handshake {
-	key := keyOf(target, m)
+// get returns the handshake for the client's CONNECT m with member, creating it and its
+// pool when new.
+func (hs *handshakes) get(member *routing.Member, m *frame.Message) *handshake {
+	key := keyOf(member, m)
 	return hs.getOrAdd(key, func() *handshake { return hs.build(key, m) })
 }
 
+// like returns the handshake that repeats h's CONNECT with another member, creating it
+// when new: a pooled client's calls may go to any member its routes allow.
+func (hs *handshakes) like(h *handshake, member *routing.Member) (*handshake, error) {
+	if h.key.member == member {
+		return h, nil
+	}
+	key := h.key
+	key.member = member
+	if hh, ok := hs.cache.Get(key); ok {
+		return hh, nil
+	}
+	return hs.renewKey(key, h.connect)
+}
+
 // renew returns the live handshake for h's key after h's pool was closed (evicted or
-// forgotten).
-func (hs *handshakes) renew(h *handshake) *handshake {
-	return hs.getOrAdd(h.key, func() *handshake {
-		n := &handshake{key: h.key, connect: h.connect}
+// forgotten); pool.ErrClosed when its member left the configuration.
+func (hs *handshakes) renew(h *handshake) (*handshake, error) { return hs.renewKey(h.key, h.connect) }
+
+func (hs *handshakes) renewKey(key hsKey, connect []byte) (*handshake, error) {
+	if key.member.Retired() {
+		return nil, pool.ErrClosed
+	}
+	return hs.getOrAdd(key, func() *handshake {
+		n := &handshake{key: key, connect: connect}
 		hs.start(n)
 		return n
-	})
+	}), nil
+}
+
+// prune closes the handshakes (pools) of members that left the configuration, once
+// their calls are done.
+func (hs *handshakes) prune() {
+	for _, k := range hs.cache.Keys() {
+		if k.member.Retired() {
+			hs.cache.Remove(k)
+		}
+	}
 }
 
 // forget drops h, just rejected by the backend with rej, from the cache and closes its
@@ -140,8 +176,17 @@ func (hs *handshakes) start(h *handshake) {
 	}
 }
 
-// close ends h's pipelined calls and closes its pool.
+// close stops h taking new calls and closes its pool; calls in flight finish first.
 func (h *handshake) close() {
+	if h.mux != nil {
+		h.mux.drain()
+	}
+	h.pool.Close()
+}
+
+// abort ends h's pipelined calls at once (with an error for their clients) and closes its
+// pool.
+func (h *handshake) abort() {
 	if h.mux != nil {
 		h.mux.close()
 	}
@@ -172,8 +217,23 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 	})
 }
 
-// close closes every pool.
-func (hs *handshakes) close() { hs.cache.Purge() }
+// close closes every pool once its calls are done.
+func (hs *handshakes) close() {
+	hs.srv.mu.Lock()
+	delete(hs.srv.pools, hs)
+	hs.srv.mu.Unlock()
+	hs.cache.Purge()
+}
+
+// abort ends every pool's calls at once and closes it (a forced shutdown).
+func (hs *handshakes) abort() {
+	for _, k := range hs.cache.Keys() {
+		if h, ok := hs.cache.Peek(k); ok {
+			h.abort()
+		}
+	}
+	hs.close()
+}
 
 // cached returns the stored CONNECTOK, or nil.
 func (h *handshake) cached() *storedReply {
@@ -185,9 +245,9 @@ func (h *handshake) cached() *storedReply {
 // dial opens an upstream connection and performs this handshake on it (pool.Config.Dial).
 func (h *handshake) dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, h.key.target.Network, h.key.target.Address)
+	c, err := d.DialContext(ctx, h.key.member.Network, h.key.member.Address)
 	if err != nil {
-		return nil, fmt.Errorf("backend %s unreachable: %s", h.key.target.Name, dialReason(err))
+		return nil, fmt.Errorf("backend %s unreachable: %s", h.key.member.Addr, dialReason(err))
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
@@ -226,7 +286,7 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	}
 	msg = append(msg, h.connect[frame.HeaderSize+hdr.AnnLen:]...)
 	if _, err := c.Write(msg); err != nil {
-		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.target.Name, err)
+		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.member.Addr, err)
 	}
 	r := frame.NewReader(c, 0, frame.Limits{MaxMessageSize: 16 << 20})
 	m, err := r.Next()
@@ -240,7 +300,7 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 		err = fmt.Errorf("CONNECT answered with %v", m.Header.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.target.Name, err)
+		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.member.Addr, err)
 	}
 	reply := &storedReply{
 		header:  m.Header,
@@ -253,44 +313,46 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	return reply, nil
 }
 
-// handshakePooled answers the client's CONNECT m from the handshake cache, performing the
-// handshake upstream on a new pooled connection on a miss.
-func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
-	h := s.ln.handshakes.get(target, m)
-	s.hs = h
-	reply := h.cached()
-	if reply == nil {
-		lease, err := h.pool.Acquire(context.Background())
-		for try := 0; try < 3 && errors.Is(err, pool.ErrClosed); try++ {
-			h.mu.Lock()
-			rej := h.rejected
-			h.mu.Unlock()
-			if rej != nil { // rejected while this client waited: that is its answer too
-				err = rej
-				break
-			}
-			h = s.ln.handshakes.renew(h) // evicted
-			s.hs = h
-			lease, err = h.pool.Acquire(context.Background())
+// handshakePooled answers the client's CONNECT m from the handshake cache of a member of
+// group g, performing the handshake upstream on a new pooled connection on a miss; while
+// members cannot be reached, the next one is tried.
+func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
+	a := attempt{g: g}
+	for {
+		member, err := a.next(&s.req)
+		if err != nil {
+			s.connectFail(m, "pyro-dispatch: "+err.Error())
+			return false
+		}
+		h := s.st.handshakes.get(member, m)
+		s.hs, s.member = h, member
+		s.log = nil // rebuilt with the backend field
+		if h.cached() != nil {
+			break
+		}
+		lease, err := s.acquire(context.Background())
+		if a.retry(member, err) {
+			continue
 		}
 		if err != nil {
 			var rej *rejectedError
 			if errors.As(err, &rej) {
 				// Not even the pool's backoff after a failed dial may keep a rejection: the
 				// next client with this handshake asks the backend again.
-				s.ln.handshakes.forget(h, rej)
+				s.st.handshakes.forget(s.hs, rej)
 				s.sendStored(&rej.reply, m)
 				s.logger().Info("backend rejected the handshake")
 				return false
 			}
-			s.connectFail(m, "pyro-dispatch: "+poolReason(err, target, h.pool))
+			s.connectFail(m, "pyro-dispatch: "+poolReason(err, member, s.hs.pool))
 			return false
 		}
 		lease.Release()
-		reply = h.cached()
+		break
 	}
-	s.sendStored(reply, m)
-	if len(s.ln.affinity) > 0 {
+	s.member.Succeeded()
+	s.sendStored(s.hs.cached(), m)
+	if len(s.st.affinity) > 0 {
 		obj, err := frame.PeekConnectObject(m.Header.Serializer, m.Header.Flags, m.Payload)
 		if err != nil {
 			s.affinityUnknown = true // decided by the first INVOKE's object instead
@@ -302,11 +364,67 @@ func (s *Session) handshakePooled(m *frame.Message, target Target) bool {
 	return true
 }
 
+// acquire leases a connection of the session's handshake s.hs, renewing the handshake
+// when it was evicted from the cache; a handshake rejected meanwhile gives its rejection.
+func (s *Session) acquire(ctx context.Context) (pool.Lease, error) {
+	lease, err := s.hs.pool.Acquire(ctx)
+	for try := 0; try < 3 && errors.Is(err, pool.ErrClosed); try++ {
+		s.hs.mu.Lock()
+		rej := s.hs.rejected
+		s.hs.mu.Unlock()
+		if rej != nil { // rejected while this client waited: that is its answer too
+			return lease, rej
+		}
+		h, rerr := s.st.handshakes.renew(s.hs)
+		if rerr != nil {
+			return lease, err
+		}
+		s.hs = h
+		lease, err = h.pool.Acquire(ctx)
+	}
+	return lease, err
+}
+
+// attempt walks a group's members for one request: by the group's balance first, then
+// the next member while the last could not be reached (nothing of the request reached a
+// daemon), each at most once.
+type attempt struct {
+	g     *routing.Group
+	tried routing.Tried
+	errs  map[*routing.Member]error // why members failed this request; nil until one did
+}
+
+// next returns the member to try, or the group's NoHealthyError when none is left.
+func (a *attempt) next(req *routing.Request) (*routing.Member, error) {
+	m, err := a.g.Pick(req, a.tried)
+	if err != nil {
+		return nil, a.g.NoHealthy(a.errs)
+	}
+	a.tried = a.tried.With(a.g, m)
+	return m, nil
+}
+
+// retry reports whether err says member m could not be reached (a failed dial or
+// handshake: nothing was sent that a daemon acted on), ejecting it; then another member
+// may take the request.
+func (a *attempt) retry(m *routing.Member, err error) bool {
+	var de *pool.DialError
+	if err == nil || !errors.As(err, &de) {
+		return false
+	}
+	m.Failed(de.Err)
+	if a.errs == nil {
+		a.errs = map[*routing.Member]error{}
+	}
+	a.errs[m] = de.Err
+	return true
+}
+
 // pinAffinity pins the session when object matches one of the listener's affinity
 // patterns: its calls then keep one upstream connection, as on a direct connection.
 func (s *Session) pinAffinity(object string) {
 	s.affinityUnknown = false
-	for _, pat := range s.ln.affinity {
+	for _, pat := range s.st.affinity {
 		if ok, _ := path.Match(pat, object); ok {
 			s.pinned = true
 			s.debug("pinned to one upstream connection: affinity", zap.String("object", object), zap.String("pattern", pat))
@@ -347,15 +465,15 @@ func signed(a frame.Annotations) bool {
 }
 
 // poolReason explains a failed Acquire to a client.
-func poolReason(err error, target Target, p *pool.Pool) string {
+func poolReason(err error, member *routing.Member, p *pool.Pool) string {
 	var de *pool.DialError
 	switch {
 	case errors.As(err, &de):
 		return de.Err.Error()
 	case errors.Is(err, pool.ErrWaitTimeout), errors.Is(err, pool.ErrTooManyWait):
 		st := p.Stats()
-		return fmt.Sprintf("no connection to backend %s free in time (%d open, %d waiting): %v", target.Name, st.Open, st.Waiting, err)
+		return fmt.Sprintf("no connection to backend %s free in time (%d open, %d waiting): %v", member.Addr, st.Open, st.Waiting, err)
 	default:
-		return fmt.Sprintf("backend %s: %v", target.Name, err)
+		return fmt.Sprintf("backend %s: %v", member.Addr, err)
 	}
 }

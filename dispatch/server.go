@@ -17,10 +17,13 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 // Server owns the listeners and every client session. Start it, then Shutdown it; it
-// starts one goroutine per listener (the accept loop) and one per client connection.
+// starts one goroutine per listening socket (the accept loop) and one per client
+// connection. Reload swaps its routes, groups and listeners while it serves.
 type Server struct {
 	cfg            config.Config
 	log            *zap.Logger
@@ -28,8 +31,11 @@ type Server struct {
 	upstreamLimits frame.Limits
 	bufferedLimit  int
 	accessLog      bool
+	probe          routing.Probe
 
-	listeners []*listener
+	table     atomic.Pointer[routing.Table]
+	reloadMu  sync.Mutex  // serializes Start, Reload and Shutdown's listener changes
+	listeners []*listener // guarded by reloadMu
 	acceptWG  sync.WaitGroup
 	sessionWG sync.WaitGroup
 	draining  atomic.Bool
@@ -37,25 +43,37 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	perIP    map[string]int
+	pools    map[*handshakes]struct{} // every listener's handshakes not closed yet
 }
 
 var enableRandPool sync.Once
 
-// listener is one listening socket and the router of its listener config.
+// listener is one listening socket. Its state (the listener's configuration, router and
+// pools) is swapped by Reload; each client session keeps the state it was accepted with.
 type listener struct {
 	name string
 	addr string // as configured
 	net.Listener
-	router     Router
+	st atomic.Pointer[lnState]
+}
+
+// lnState is a listener configuration in service: what the sessions it accepted use.
+type lnState struct {
+	name       string
+	cfg        config.Listener
+	router     *routing.Router
 	pooled     bool
 	handshakes *handshakes // pooled mode: shared by the listener's addresses
 	affinity   []string    // pooled mode: object patterns pinned to one upstream
+
+	mu       sync.Mutex
+	sessions int  // sessions accepted with this state and still open
+	retired  bool // replaced by a reload: close what it owns once its sessions end
+	owns     bool // on retirement, handshakes are its own to close (not carried over)
 }
 
-// NewServer checks cfg and prepares a server; nothing listens before Start. Each
-// listener's clients go to its configured backend unless routers names another Router
-// for that listener.
-func NewServer(cfg config.Config, log *zap.Logger, routers map[string]Router) (*Server, error) {
+// NewServer checks cfg and prepares a server; nothing listens before Start.
+func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,55 +92,92 @@ func NewServer(cfg config.Config, log *zap.Logger, routers map[string]Router) (*
 		upstreamLimits: frame.Limits{MaxAnnotations: 65535},
 		bufferedLimit:  int(cfg.Limits.BufferedPayload),
 		accessLog:      cfg.Log.Access,
+		probe:          pool.Probe,
 		sessions:       map[*Session]struct{}{},
 		perIP:          map[string]int{},
+		pools:          map[*handshakes]struct{}{},
 	}
-	for _, lc := range cfg.Listeners {
-		r := routers[lc.Name]
-		if r == nil {
-			sr, err := NewStaticRouter(lc.Backend)
-			if err != nil {
-				return nil, err
-			}
-			r = sr
-		}
-		var hs *handshakes
-		if lc.Mode == config.ModePooled {
-			var err error
-			if hs, err = newHandshakes(lc.Pool, s); err != nil {
-				return nil, err
-			}
-		}
+	t, err := routing.Compile(&s.cfg, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	s.table.Store(t)
+	states, err := s.states(&s.cfg, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, lc := range s.cfg.Listeners {
 		for _, a := range lc.Listen {
-			s.listeners = append(s.listeners, &listener{name: lc.Name, addr: a, router: r,
-				pooled: hs != nil, handshakes: hs, affinity: lc.Affinity})
+			l := &listener{name: lc.Name, addr: a}
+			l.st.Store(states[lc.Name])
+			s.listeners = append(s.listeners, l)
 		}
 	}
 	return s, nil
 }
 
-// Start opens every listening socket and starts accepting. If one cannot be opened, the
-// others are closed again and the error names the address.
+// states builds the listener states of cfg over table t. A listener of the same name,
+// mode and pool settings in prev keeps its pools.
+func (s *Server) states(cfg *config.Config, t *routing.Table, prev map[string]*lnState) (map[string]*lnState, error) {
+	out := map[string]*lnState{}
+	for _, lc := range cfg.Listeners {
+		st := &lnState{name: lc.Name, cfg: lc, router: t.Router(lc.Name), pooled: lc.Mode == config.ModePooled, affinity: lc.Affinity}
+		if st.pooled {
+			if old := prev[lc.Name]; old != nil && old.pooled && old.cfg.Pool == lc.Pool {
+				st.handshakes = old.handshakes
+			} else {
+				hs, err := newHandshakes(lc.Pool, s)
+				if err != nil {
+					return nil, err
+				}
+				st.handshakes, st.owns = hs, true
+			}
+		}
+		out[lc.Name] = st
+	}
+	return out, nil
+}
+
+// Start opens every listening socket, starts the health checks and starts accepting. If
+// a socket cannot be opened, the others are closed again and the error names the address.
 func (s *Server) Start() error {
-	for i, l := range s.listeners {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if err := openAll(s.listeners); err != nil {
+		return err
+	}
+	s.table.Load().StartHealth(s.probe)
+	for _, l := range s.listeners {
+		s.serve(l)
+	}
+	return nil
+}
+
+// openAll opens the sockets of ls, or none of them.
+func openAll(ls []*listener) error {
+	for i, l := range ls {
 		ln, err := listen(l.addr)
 		if err != nil {
-			for _, o := range s.listeners[:i] {
+			for _, o := range ls[:i] {
 				o.Close()
 			}
 			return fmt.Errorf("listener %s: %w", l.name, err)
 		}
 		l.Listener = ln
 	}
-	for _, l := range s.listeners {
-		s.acceptWG.Add(1)
-		go s.acceptLoop(l)
-	}
 	return nil
+}
+
+// serve starts the accept loop of an open listener.
+func (s *Server) serve(l *listener) {
+	s.acceptWG.Add(1)
+	go s.acceptLoop(l)
 }
 
 // Addrs returns the bound address of every listening socket, in configuration order.
 func (s *Server) Addrs() []net.Addr {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	out := make([]net.Addr, 0, len(s.listeners))
 	for _, l := range s.listeners {
 		if l.Listener != nil {
@@ -130,6 +185,133 @@ func (s *Server) Addrs() []net.Addr {
 		}
 	}
 	return out
+}
+
+// Table returns the routing in service.
+func (s *Server) Table() *routing.Table { return s.table.Load() }
+
+// Reload puts a new configuration in service at once: routes and backend groups, and
+// listeners (new ones open, removed ones stop accepting; a listener whose mode or pool
+// settings changed serves new clients with the new ones). Clients connected before keep
+// their backend connection (session mode) and their calls in flight; pools of removed
+// members and listeners close once their calls are done. Limits, timeouts and log
+// settings stay as they were started (Changed lists them). When cfg is invalid or a new
+// socket cannot be opened, nothing changes and the error says why.
+func (s *Server) Reload(cfg config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
+	old := s.table.Load()
+	t, err := routing.Compile(&cfg, old, s.log)
+	if err != nil {
+		return err
+	}
+	prev := map[string]*lnState{}
+	for _, l := range s.listeners {
+		prev[l.name] = l.st.Load()
+	}
+	states, err := s.states(&cfg, t, prev)
+	if err != nil {
+		return err
+	}
+	// Sockets: keep those still configured, open the new ones (all or none), close the rest.
+	have := map[[2]string]*listener{}
+	for _, l := range s.listeners {
+		have[[2]string{l.name, l.addr}] = l
+	}
+	var kept, added []*listener
+	for _, lc := range cfg.Listeners {
+		for _, a := range lc.Listen {
+			if l := have[[2]string{lc.Name, a}]; l != nil {
+				delete(have, [2]string{lc.Name, a})
+				kept = append(kept, l)
+			} else {
+				added = append(added, &listener{name: lc.Name, addr: a})
+			}
+		}
+	}
+	if err := openAll(added); err != nil {
+		return err
+	}
+	// From here on nothing fails.
+	s.cfg.Backends, s.cfg.Listeners = cfg.Backends, cfg.Listeners
+	s.table.Store(t)
+	old.Retire(t)
+	t.StartHealth(s.probe)
+	for _, l := range append(kept, added...) {
+		l.st.Store(states[l.name])
+	}
+	for _, l := range have { // removed: stop accepting; its sessions carry on
+		l.Close()
+	}
+	for name, st := range prev {
+		if next := states[name]; next != nil && next.handshakes == st.handshakes {
+			st.mu.Lock()
+			st.owns = false // carried over
+			st.mu.Unlock()
+		}
+		st.retire()
+	}
+	for _, st := range states {
+		if st.handshakes != nil {
+			st.handshakes.prune()
+		}
+	}
+	s.listeners = append(kept, added...)
+	for _, l := range added {
+		s.serve(l)
+	}
+	return nil
+}
+
+// Changed names the settings of cfg that differ from those in service and that Reload
+// does not change (they need a restart).
+func (s *Server) Changed(cfg config.Config) []string {
+	var out []string
+	if cfg.Limits != s.cfg.Limits {
+		out = append(out, "limits")
+	}
+	if cfg.Timeouts != s.cfg.Timeouts {
+		out = append(out, "timeouts")
+	}
+	if cfg.Log != s.cfg.Log {
+		out = append(out, "log")
+	}
+	return out
+}
+
+// hold counts a session accepted with st.
+func (st *lnState) hold() {
+	st.mu.Lock()
+	st.sessions++
+	st.mu.Unlock()
+}
+
+// drop ends a session's hold on st; the last one out of a retired state closes its pools.
+func (st *lnState) drop() {
+	st.mu.Lock()
+	st.sessions--
+	done := st.retired && st.sessions == 0 && st.owns
+	st.mu.Unlock()
+	if done {
+		st.handshakes.close()
+	}
+}
+
+// retire marks st replaced; its pools close now if no session uses them.
+func (st *lnState) retire() {
+	st.mu.Lock()
+	st.retired = true
+	done := st.sessions == 0 && st.owns && st.handshakes != nil
+	st.mu.Unlock()
+	if done {
+		st.handshakes.close()
+	}
 }
 
 // listen opens a TCP or unix listening socket. A stale unix socket file (one nobody
@@ -170,7 +352,7 @@ func (s *Server) acceptLoop(l *listener) {
 			continue
 		}
 		backoff = 0
-		sess := newSession(s, l, c)
+		sess := newSession(s, l.st.Load(), c)
 		reason, ok := s.admit(sess)
 		if !ok {
 			s.log.Warn("closing client: far over the connection limit", zap.Stringer("client", remoteAddr{c}), zap.String("reason", reason))
@@ -225,6 +407,7 @@ func (s *Server) release(sess *Session) {
 		}
 	}
 	s.mu.Unlock()
+	sess.st.drop()
 }
 
 // Sessions returns the number of client connections open now.
@@ -239,13 +422,16 @@ func (s *Server) isDraining() bool { return s.draining.Load() }
 // Shutdown stops accepting, lets in-flight calls finish and closes idle clients at once.
 // When ctx ends first, the remaining connections are closed and ctx's error returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.reloadMu.Lock()
 	s.draining.Store(true)
 	for _, l := range s.listeners {
 		if l.Listener != nil {
 			l.Close()
 		}
 	}
+	s.reloadMu.Unlock()
 	s.acceptWG.Wait()
+	s.table.Load().Retire(nil)
 	s.mu.Lock()
 	for sess := range s.sessions {
 		sess.wakeIfIdle()
@@ -256,7 +442,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessionWG.Wait()
 		close(done)
 	}()
-	defer s.closePools()
+	defer s.closePools(false)
 	select {
 	case <-done:
 		return nil
@@ -269,20 +455,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.mu.Unlock()
-		s.closePools() // ends pipelined calls: their sessions wait for them before closing
+		s.closePools(true) // ends pipelined calls: their sessions wait for them before closing
 		<-done
 		return ctx.Err()
 	}
 }
 
-// closePools closes the upstream pools of pooled listeners: once all sessions ended, or
-// on a forced shutdown to end the pipelined calls that sessions wait for.
-func (s *Server) closePools() {
-	seen := map[*handshakes]bool{}
-	for _, l := range s.listeners {
-		if l.handshakes != nil && !seen[l.handshakes] {
-			seen[l.handshakes] = true
-			l.handshakes.close()
+// closePools closes the upstream pools of pooled listeners, those of listener states
+// retired by a reload included: once all sessions ended, or (abort) on a forced shutdown,
+// to end the pipelined calls that sessions wait for.
+func (s *Server) closePools(abort bool) {
+	s.mu.Lock()
+	all := make([]*handshakes, 0, len(s.pools))
+	for hs := range s.pools {
+		all = append(all, hs)
+	}
+	s.mu.Unlock()
+	for _, hs := range all {
+		if abort {
+			hs.abort()
+		} else {
+			hs.close()
 		}
 	}
 }

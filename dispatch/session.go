@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 // Session is one client connection and its upstream: in session mode its own backend
@@ -24,14 +26,18 @@ import (
 // the connection; the per-message path is this file.
 type Session struct {
 	srv     *Server
-	ln      *listener
+	st      *lnState // the listener state it was accepted with
 	client  net.Conn
+	addr    netip.Addr  // client IP, invalid on unix sockets
 	ip      string      // client IP for per-IP limits, "" on unix sockets
 	refusal string      // non-empty when over a connection limit: the CONNECTFAIL reason
 	log     *zap.Logger // with the session's fields; built by logger() when first needed
 
-	target   Target
-	upstream net.Conn // the current upstream: for the session, or for the call (pooled)
+	req      routing.Request // the CONNECT or call being routed
+	group    *routing.Group  // where the CONNECT or (pooled mode) the current call goes
+	member   *routing.Member // the current upstream's daemon
+	counted  bool            // member.Begin was called for the connection or call
+	upstream net.Conn        // the current upstream: for the session, or for the call (pooled)
 	cr, ur   *frame.Reader
 	cl, up   *armedConn // client and (session mode) upstream, as cr and ur read them
 
@@ -66,9 +72,9 @@ const clientReadBuffer = 512
 // built on first use: most sessions never log, and a logger with fields costs memory.
 func (s *Session) logger() *zap.Logger {
 	if s.log == nil {
-		fields := []zap.Field{zap.String("listener", s.ln.name), zap.Stringer("client", remoteAddr{s.client})}
-		if s.target.Name != "" {
-			fields = append(fields, zap.String("backend", s.target.Name))
+		fields := []zap.Field{zap.String("listener", s.st.name), zap.Stringer("client", remoteAddr{s.client})}
+		if s.member != nil && !s.st.pooled { // pooled calls name their backend per call
+			fields = append(fields, zap.String("backend", s.member.Addr))
 		}
 		s.log = s.srv.log.With(fields...)
 	}
@@ -88,8 +94,13 @@ func (s *Session) upstreamConn() net.Conn {
 	return s.upstream
 }
 
-func newSession(srv *Server, ln *listener, c net.Conn) *Session {
-	s := &Session{srv: srv, ln: ln, client: c, ip: clientIP(c), cl: newArmedConn(c)}
+func newSession(srv *Server, st *lnState, c net.Conn) *Session {
+	st.hold()
+	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c)}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		s.addr, _ = netip.AddrFromSlice(a.IP)
+		s.addr = s.addr.Unmap()
+	}
 	s.cr = frame.NewReader(s.cl, clientReadBuffer, srv.clientLimits)
 	return s
 }
@@ -138,35 +149,98 @@ func (s *Session) handshake() bool {
 		s.connectFail(&m, s.refusal)
 		return false
 	}
-	target, err := s.ln.router.Route(&ConnectInfo{Listener: s.ln.name, Client: s.client.RemoteAddr(), Connect: &m})
-	if err != nil {
-		s.connectFail(&m, "pyro-dispatch: "+err.Error())
+	s.req.Reset(true, s.addr, &m)
+	d := s.router().Decide(&s.req)
+	if d.Group == nil {
+		s.connectFail(&m, "pyro-dispatch: "+d.Deny)
 		return false
 	}
-	s.target = target
-	s.log = nil // rebuilt with the backend field
-	if s.ln.pooled {
-		return s.handshakePooled(&m, target)
+	s.group = d.Group
+	if s.st.pooled {
+		return s.handshakePooled(&m, d.Group)
 	}
-	return s.handshakeSession(&m, target)
+	return s.handshakeSession(&m, d.Group)
 }
 
-// handshakeSession dials the session's own backend connection, forwards the CONNECT and
-// relays the backend's answer.
-func (s *Session) handshakeSession(m *frame.Message, target Target) bool {
-	up, err := net.DialTimeout(target.Network, target.Address, s.srv.cfg.Timeouts.Dial)
+// router returns the routes in service for the session's listener: those of the last
+// reload, or the session's own when a reload removed its listener.
+func (s *Session) router() *routing.Router {
+	if r := s.srv.table.Load().Router(s.st.name); r != nil {
+		return r
+	}
+	return s.st.router
+}
+
+// route decides where a pooled call goes (s.group). A PING goes where the CONNECT went: it
+// names no object for a rule to read. A refusal is the error.
+func (s *Session) route(m *frame.Message) error {
+	if m.Header.Type != frame.Invoke {
+		return nil
+	}
+	s.req.Reset(false, s.addr, m)
+	d := s.router().Decide(&s.req)
+	if d.Group == nil {
+		return errors.New("pyro-dispatch: " + d.Deny)
+	}
+	s.group = d.Group
+	return nil
+}
+
+// handshakeSession dials the session's own backend connection to a member of group g,
+// forwards the CONNECT and relays the backend's answer. While members cannot be reached
+// (dial or handshake failed) the next is tried, within the dial timeout.
+func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
+	a := attempt{g: g}
+	dial := s.srv.cfg.Timeouts.Dial
+	deadline := time.Now().Add(dial)
+	for {
+		member, err := a.next(&s.req)
+		if err != nil {
+			s.connectFail(m, "pyro-dispatch: "+err.Error())
+			return false
+		}
+		s.member, s.log = member, nil // the logger is rebuilt with the backend field
+		timeout := time.Duration(0)
+		if dial > 0 {
+			timeout = max(time.Until(deadline), time.Millisecond)
+		}
+		ok, err := s.connectTo(m, member, timeout)
+		if a.retry(member, err) {
+			if dial == 0 || time.Now().Before(deadline) {
+				continue
+			}
+			s.connectFail(m, "pyro-dispatch: "+g.NoHealthy(a.errs).Error())
+			return false
+		}
+		if ok {
+			member.Succeeded()
+			member.Begin()
+			s.counted = true
+		}
+		return ok
+	}
+}
+
+// connectTo dials member, forwards the CONNECT m and relays the answer, reporting whether
+// calls may follow. A *pool.DialError means the member could not be reached or failed
+// before it answered: nothing was relayed, and another member may be tried.
+func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout time.Duration) (bool, error) {
+	up, err := net.DialTimeout(member.Network, member.Address, timeout)
 	if err != nil {
-		s.connectFail(m, fmt.Sprintf("pyro-dispatch: backend %s unreachable: %v", target.Name, dialReason(err)))
-		return false
+		return false, &pool.DialError{Err: fmt.Errorf("backend %s unreachable: %v", member.Addr, dialReason(err))}
 	}
 	s.up = newArmedConn(up)
 	s.setUpstream(up, frame.NewReader(s.up, 0, s.srv.upstreamLimits))
-
-	seq, ser := m.Header.Seq, m.Header.Serializer
+	failed := func(err error) (bool, error) {
+		up.Close()
+		s.up, s.upDeadline = nil, false
+		s.setUpstream(nil, nil)
+		return false, &pool.DialError{Err: fmt.Errorf("backend %s failed during the handshake: %v", member.Addr, err)}
+	}
+	seq := m.Header.Seq
 	corr, err := s.forwardRequest(m, true)
 	if err != nil {
-		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
-		return false
+		return failed(err)
 	}
 	s.setUpstreamDeadline(s.srv.cfg.Timeouts.Dial + s.srv.cfg.Timeouts.Call)
 	r, err := s.ur.Next()
@@ -177,21 +251,20 @@ func (s *Session) handshakeSession(m *frame.Message, target Target) bool {
 		err = fmt.Errorf("backend answered CONNECT with %v", r.Header.Type)
 	}
 	if err != nil {
-		s.connectFail2(ser, seq, corr, fmt.Sprintf("pyro-dispatch: backend %s failed during the handshake: %v", target.Name, err))
-		return false
+		return failed(err)
 	}
 	ok := r.Header.Type == frame.ConnectOK
 	if err := s.forwardReply(&r); err != nil {
 		s.logEnd(fmt.Errorf("relaying %v: %w", r.Header.Type, err))
-		return false
+		return false, nil
 	}
 	s.setUpstreamDeadline(0)
 	if !ok {
 		s.logger().Info("backend rejected the handshake", zap.Stringer("corr", corrID(corr)))
-		return false
+		return false, nil
 	}
-	s.debug("connected", zap.Stringer("corr", corrID(corr)), zap.Stringer("serializer", ser))
-	return true
+	s.debug("connected", zap.Stringer("corr", corrID(corr)), zap.Stringer("serializer", m.Header.Serializer))
+	return true, nil
 }
 
 // waitRequest waits for the client's next request under the idle timeout, and marks the
@@ -261,8 +334,13 @@ func (s *Session) relayCall() error {
 			s.debug("pinned to one upstream connection: object unreadable with affinity patterns", zap.Error(err))
 		}
 	}
-	if s.hs != nil && s.hs.mux != nil && !s.pinned {
-		return s.relayPipelined(&m, start, object, method)
+	if s.st.pooled {
+		if err := s.route(&m); err != nil {
+			return s.refuseCall(&m, err)
+		}
+		if s.hs.mux != nil && !s.pinned {
+			return s.relayPipelined(&m, start, object, method)
+		}
 	}
 	if err := s.attach(); err != nil {
 		return s.refuseCall(&m, err)
@@ -308,26 +386,55 @@ func (s *Session) relayCall() error {
 }
 
 // attach makes sure the session has an upstream for a call: in pooled mode it leases one
-// unless the session is pinned to one already.
+// from a member of the call's group unless the session is pinned to one already (a pinned
+// client's calls stay on its member).
 func (s *Session) attach() error {
-	if !s.ln.pooled || s.lease.Conn != nil {
+	if !s.st.pooled {
 		return nil
 	}
-	lease, err := s.hs.pool.Acquire(context.Background())
-	if errors.Is(err, pool.ErrClosed) { // the handshake was evicted from the cache
-		s.hs = s.ln.handshakes.renew(s.hs)
-		lease, err = s.hs.pool.Acquire(context.Background())
+	if s.lease.Conn == nil {
+		a := attempt{g: s.group}
+		for {
+			member, err := a.next(&s.req)
+			if err != nil {
+				return errors.New("pyro-dispatch: " + err.Error())
+			}
+			h, err := s.st.handshakes.like(s.hs, member)
+			if err != nil { // the member left the configuration just now
+				continue
+			}
+			s.hs, s.member = h, member
+			lease, err := s.acquire(context.Background())
+			if a.retry(member, err) {
+				continue
+			}
+			if err != nil {
+				return errors.New("pyro-dispatch: " + poolReason(err, member, s.hs.pool))
+			}
+			s.lease = lease
+			s.setUpstream(lease.Conn, lease.Reader)
+			break
+		}
 	}
-	if err != nil {
-		return errors.New("pyro-dispatch: " + poolReason(err, s.target, s.hs.pool))
-	}
-	s.lease = lease
-	s.setUpstream(lease.Conn, lease.Reader)
+	s.member.Begin()
+	s.counted = true
 	return nil
+}
+
+// endCount ends the member's count of the call (pooled) or connection (session mode).
+func (s *Session) endCount() {
+	if s.counted {
+		s.member.End()
+		s.counted = false
+	}
 }
 
 // detach returns a clean leased upstream to the pool after a call, unless pinned.
 func (s *Session) detach() {
+	if !s.st.pooled {
+		return
+	}
+	s.endCount()
 	if s.lease.Conn == nil || s.pinned {
 		return
 	}
@@ -477,9 +584,13 @@ func fromClient(err error) bool {
 // connection is unusable; in pooled mode the leased connection is closed and the client
 // carries on with the next call on another one.
 func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
-	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.target.Name, err)
+	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.member.Addr, err)
 	if h.Type == frame.Ping || !h.Flags.Has(frame.FlagOneway) {
 		s.sendException(h, corr, frame.ExcCommunicationError, reason)
+	}
+	s.member.Failed(err)
+	if s.st.pooled {
+		s.endCount()
 	}
 	if s.lease.Conn == nil {
 		return errors.New(reason)
@@ -634,6 +745,7 @@ func (s *Session) closeAll() {
 		s.debug("could not send the last reply", zap.Error(err))
 	}
 	s.client.Close()
+	s.endCount()
 	switch {
 	case s.lease.Conn != nil:
 		s.lease.Destroy()

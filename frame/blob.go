@@ -175,9 +175,22 @@ type mval struct {
 // str returns the Go string of a str value (UTF-8; Latin-1 contents are converted).
 func (m *mval) str() string {
 	if !m.latin1 {
-		return string(m.raw)
+		return string(m.raw) // already UTF-8: one copy, whatever the length
 	}
-	return latin1String(m.raw)
+	var buf [64]byte
+	return string(m.appendStr(buf[:0]))
+}
+
+// appendStr appends the UTF-8 form of a str value to dst: its contents, or for Latin-1
+// contents each byte as the code point of the same value.
+func (m *mval) appendStr(dst []byte) []byte {
+	if !m.latin1 {
+		return append(dst, m.raw...)
+	}
+	for _, c := range m.raw {
+		dst = utf8.AppendRune(dst, rune(c))
+	}
+	return dst
 }
 
 // valid reports whether a str value has a Go string: Latin-1 always does, UTF-8 contents
@@ -187,23 +200,6 @@ func (m *mval) valid() bool { return m.latin1 || utf8.Valid(m.raw) }
 // equal reports whether a str value equals the ASCII string s, without allocating.
 func (m *mval) equal(s string) bool { return m.kind == mkStr && string(m.raw) == s }
 
-func latin1String(b []byte) string {
-	n := len(b)
-	for _, c := range b {
-		if c >= 0x80 {
-			n++
-		}
-	}
-	if n == len(b) {
-		return string(b)
-	}
-	out := make([]byte, 0, n)
-	for _, c := range b {
-		out = utf8.AppendRune(out, rune(c))
-	}
-	return string(out)
-}
-
 // marshalReader reads marshal data from b. In full mode value builds Go values (and
 // refuses types BlobInfo cannot hold); otherwise it only walks values, keeping str and
 // bytes contents as slices of b and the remembered-object table in step.
@@ -212,6 +208,7 @@ type marshalReader struct {
 	off   int
 	depth int
 	full  bool
+	short bool // truncation gives errMarshalShort (see eof)
 	nref  int
 	small [16]mref // the first remembered objects; the rest go to more
 	more  []mref
@@ -230,8 +227,24 @@ func (r *marshalReader) fail(off int, reason string) *MarshalError {
 	return &MarshalError{Offset: off, Reason: reason}
 }
 
+// errMarshalShort is what truncated input gives in short mode, which the payload peeks
+// use: they only need to know that the window ends early, and a window that ends after
+// the fields they look for must not cost an allocation.
+var errMarshalShort = &MarshalError{Reason: "data ends early", Err: io.ErrUnexpectedEOF}
+
 func (r *marshalReader) eof(off int, what string) *MarshalError {
+	if r.short {
+		return errMarshalShort
+	}
 	return &MarshalError{Offset: off, Reason: "data ends inside " + what, Err: io.ErrUnexpectedEOF}
+}
+
+// eofOf is eof for what holding n items of unit, said in the reason only when it is used.
+func (r *marshalReader) eofOf(off int, what string, n int64, unit string) *MarshalError {
+	if r.short {
+		return errMarshalShort
+	}
+	return r.eof(off, what+" of "+strconv.FormatInt(n, 10)+" "+unit)
 }
 
 // reserve adds an entry to the remembered-object table and returns its index.
@@ -300,7 +313,7 @@ func (r *marshalReader) count(start int, what string, unit int) (int, error) {
 		return 0, r.fail(start, "negative "+what+" size "+strconv.Itoa(int(n)))
 	}
 	if int64(n)*int64(unit) > int64(len(r.b)-r.off) {
-		return 0, r.eof(start, what+" of "+strconv.Itoa(int(n))+" items")
+		return 0, r.eofOf(start, what, int64(n), "items")
 	}
 	return int(n), nil
 }
@@ -323,7 +336,7 @@ func (r *marshalReader) tupleHead() (int, error) {
 		n = int(r.b[r.off])
 		r.off++
 		if n > len(r.b)-r.off {
-			return 0, r.eof(start, "tuple of "+strconv.Itoa(n)+" items")
+			return 0, r.eofOf(start, "tuple", int64(n), "items")
 		}
 	case mTuple:
 		var err error
@@ -533,7 +546,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		n := int(r.b[r.off])
 		r.off++
 		if n > len(r.b)-r.off {
-			return m, r.eof(start, "str of "+strconv.Itoa(n)+" bytes")
+			return m, r.eofOf(start, "str", int64(n), "bytes")
 		}
 		m.kind, m.latin1, m.at, m.raw = mkStr, true, r.off, r.b[r.off:r.off+n:r.off+n]
 		r.off += n
@@ -580,7 +593,7 @@ func (r *marshalReader) long(start int) (int64, error) {
 		n = -n
 	}
 	if n*2 > int64(len(r.b)-r.off) {
-		return 0, r.eof(start, "int of "+strconv.FormatInt(n, 10)+" digits")
+		return 0, r.eofOf(start, "int", n, "digits")
 	}
 	var mag uint64
 	overflow := false
@@ -690,7 +703,7 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 		n = int(r.b[r.off])
 		r.off++
 		if n > len(r.b)-r.off {
-			return m, r.eof(start, "tuple of "+strconv.Itoa(n)+" items")
+			return m, r.eofOf(start, "tuple", int64(n), "items")
 		}
 		m.kind = mkTuple
 	case mTuple:

@@ -75,19 +75,37 @@ func peekWindow(s Serializer, flags Flags, payload []byte) ([]byte, error) {
 // the key occurs twice within the window (Python would use the last one). Keys that
 // follow the window are not seen.
 func PeekConnectObject(s Serializer, flags Flags, payload []byte) (string, error) {
+	var buf peekBuf
+	out, err := AppendPeekConnectObject(buf[:0], s, flags, payload)
+	return string(out), err
+}
+
+// AppendPeekConnectObject appends the "object" field of a CONNECT payload to dst (decoded,
+// UTF-8) and returns the extended slice; the rules and errors are those of
+// PeekConnectObject. On error it returns dst unchanged (bytes past its length may have
+// been written). It allocates nothing when dst has room, unless a marshal payload holds
+// more than 16 remembered (FLAG_REF) values within the window.
+func AppendPeekConnectObject(dst []byte, s Serializer, flags Flags, payload []byte) ([]byte, error) {
 	w, err := peekWindow(s, flags, payload)
 	if err != nil {
-		return "", err
+		return dst, err
 	}
-	var obj string
+	var out []byte
 	if s == Marshal {
-		obj, err = peekMarshalConnect(w)
+		out, err = appendMarshalConnect(dst, w)
 	} else {
 		sc := textScanner{b: w, json: s == JSON}
-		obj, _, err = sc.dictFields("object", "")
+		out, _, err = sc.dictFields(dst, "object", "")
 	}
-	return obj, beyond(err, payload)
+	if err != nil {
+		return dst, beyond(err, payload)
+	}
+	return out, nil
 }
+
+// peekBuf is the buffer the string forms of the peeks decode into: the decoded fields of
+// a serpent or json window never exceed it, so they cost one allocation, the string.
+type peekBuf [PeekLimit]byte
 
 // beyond tells a prefix cut by PeekLimit from a short payload in the error.
 func beyond(err error, payload []byte) error {
@@ -106,21 +124,36 @@ func beyond(err error, payload []byte) error {
 // which are not peeked); for a KEEPSERIALIZED blob call DecodeBlobInfo on the BLBI
 // annotation gives object and method without touching the payload.
 func PeekInvoke(s Serializer, flags Flags, payload []byte) (object, method string, err error) {
+	var buf peekBuf
+	out, split, err := AppendPeekInvoke(buf[:0], s, flags, payload)
+	both := string(out) // one allocation for the two
+	return both[:split], both[split:], err
+}
+
+// AppendPeekInvoke appends the object id and then the method name of an INVOKE payload to
+// dst (decoded, UTF-8) and returns the extended slice and the index in it where the
+// method starts: object = out[len(dst):split], method = out[split:]. The rules and errors
+// are those of PeekInvoke. On error it returns dst unchanged (bytes past its length may
+// have been written). It allocates nothing when dst has room.
+func AppendPeekInvoke(dst []byte, s Serializer, flags Flags, payload []byte) (out []byte, split int, err error) {
 	w, err := peekWindow(s, flags, payload)
 	if err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
 	switch s {
 	case Marshal:
-		object, method, err = peekMarshalInvoke(w)
+		out, split, err = appendMarshalInvoke(dst, w)
 	case JSON:
 		sc := textScanner{b: w, json: true}
-		object, method, err = sc.dictFields("object", "method")
+		out, split, err = sc.dictFields(dst, "object", "method")
 	default:
 		sc := textScanner{b: w}
-		object, method, err = sc.serpentTuple()
+		out, split, err = sc.serpentTuple(dst)
 	}
-	return object, method, beyond(err, payload)
+	if err != nil {
+		return dst, 0, beyond(err, payload)
+	}
+	return out, split, nil
 }
 
 // --- marshal ---------------------------------------------------------------------------
@@ -132,39 +165,43 @@ func marshalPeekError(err error) error {
 	return &peekError{reason: "unexpected marshal data", cause: err}
 }
 
-func peekMarshalInvoke(w []byte) (string, string, error) {
-	r := marshalReader{b: w}
+// appendMarshalInvoke appends the object id and method of the marshal call in w to dst.
+func appendMarshalInvoke(dst, w []byte) ([]byte, int, error) {
+	r := marshalReader{b: w, short: true}
 	n, err := r.tupleHead()
 	if err != nil {
-		return "", "", marshalPeekError(err)
+		return dst, 0, marshalPeekError(err)
 	}
 	if n != 4 {
-		return "", "", cannotPeek("marshal call is a tuple of " + strconv.Itoa(n) + " items, want 4")
+		return dst, 0, cannotPeek("marshal call is a tuple of " + strconv.Itoa(n) + " items, want 4")
 	}
 	obj, err := r.value()
 	if err != nil {
-		return "", "", marshalPeekError(err)
+		return dst, 0, marshalPeekError(err)
 	}
 	meth, err := r.value()
 	if err != nil {
-		return "", "", marshalPeekError(err)
+		return dst, 0, marshalPeekError(err)
 	}
 	if obj.kind != mkStr || meth.kind != mkStr {
-		return "", "", cannotPeek("marshal call's object id or method is not a str")
+		return dst, 0, cannotPeek("marshal call's object id or method is not a str")
 	}
 	if !obj.valid() || !meth.valid() {
-		return "", "", errPeekUTF8
+		return dst, 0, errPeekUTF8
 	}
-	return obj.str(), meth.str(), nil
+	dst = obj.appendStr(dst)
+	return meth.appendStr(dst), len(dst), nil
 }
 
-func peekMarshalConnect(w []byte) (string, error) {
-	r := marshalReader{b: w}
+// appendMarshalConnect appends the "object" field of the marshal handshake dict in w to
+// dst.
+func appendMarshalConnect(dst, w []byte) ([]byte, error) {
+	r := marshalReader{b: w, short: true}
 	if len(w) == 0 {
-		return "", errPeekShort
+		return dst, errPeekShort
 	}
 	if w[0]&^mFlagRef != mDict {
-		return "", cannotPeek("marshal handshake is not a dict")
+		return dst, cannotPeek("marshal handshake is not a dict")
 	}
 	if w[0]&mFlagRef != 0 {
 		r.reserve()
@@ -192,27 +229,27 @@ func peekMarshalConnect(w []byte) (string, error) {
 		}
 		if err != nil {
 			if found && errors.Is(err, io.ErrUnexpectedEOF) {
-				return obj.str(), nil // the window ends inside the dict
+				return obj.appendStr(dst), nil // the window ends inside the dict
 			}
-			return "", marshalPeekError(err)
+			return dst, marshalPeekError(err)
 		}
 		if key.equal("object") {
 			if found {
-				return "", cannotPeek(`"object" key occurs twice`)
+				return dst, cannotPeek(`"object" key occurs twice`)
 			}
 			if val.kind != mkStr {
-				return "", cannotPeek(`"object" is ` + val.kind.String() + ", want str")
+				return dst, cannotPeek(`"object" is ` + val.kind.String() + ", want str")
 			}
 			if !val.valid() {
-				return "", errPeekUTF8
+				return dst, errPeekUTF8
 			}
 			obj, found = val, true
 		}
 	}
 	if !found {
-		return "", cannotPeek(`no "object" key`)
+		return dst, cannotPeek(`no "object" key`)
 	}
-	return obj.str(), nil
+	return obj.appendStr(dst), nil
 }
 
 // --- serpent and json ------------------------------------------------------------------
@@ -335,36 +372,45 @@ func (sc *textScanner) quoted(q byte) (textLit, error) {
 	}
 }
 
-// strValue reads a string literal and returns it decoded.
-func (sc *textScanner) strValue() (string, error) {
+// appendStrValue reads a string literal and appends it decoded to dst.
+func (sc *textScanner) appendStrValue(dst []byte) ([]byte, error) {
 	l, err := sc.lit()
 	if err != nil {
-		return "", err
+		return dst, err
 	}
-	return sc.decode(l)
+	return sc.appendDecoded(dst, l)
 }
 
+// decode returns the literal l decoded (see appendDecoded).
 func (sc *textScanner) decode(l textLit) (string, error) {
+	var buf [64]byte
+	out, err := sc.appendDecoded(buf[:0], l)
+	return string(out), err
+}
+
+// appendDecoded appends the value of the literal l to dst, or returns dst and an error
+// when l is not valid UTF-8, holds a character that must be escaped, or an escape that
+// is not supported.
+func (sc *textScanner) appendDecoded(dst []byte, l textLit) ([]byte, error) {
 	if !utf8.Valid(l.raw) {
-		return "", errPeekUTF8
+		return dst, errPeekUTF8
 	}
 	for i := 0; i < len(l.raw); i++ {
 		switch c := l.raw[i]; {
 		case c == '\\':
 			i++
 		case c == '\n' || c == '\r' || (sc.json && c < 0x20):
-			return "", errPeekShape // not allowed unescaped in a string
+			return dst, errPeekShape // not allowed unescaped in a string
 		}
 	}
 	if !l.esc {
-		return string(l.raw), nil
+		return append(dst, l.raw...), nil
 	}
-	var buf [64]byte
-	out, err := sc.unescape(buf[:0], l.raw)
+	out, err := sc.unescape(dst, l.raw)
 	if err != nil {
-		return "", err
+		return dst, err
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // keyIs reports whether the literal l decodes to the ASCII string s.
@@ -427,42 +473,45 @@ func (sc *textScanner) skipValue() error {
 	return errPeekShort
 }
 
-// serpentTuple reads the start of a serpent call tuple ('obj','method',args,kwargs).
-func (sc *textScanner) serpentTuple() (string, string, error) {
+// serpentTuple reads the start of a serpent call tuple ('obj','method',args,kwargs) and
+// appends obj and then method to dst, returning where method starts.
+func (sc *textScanner) serpentTuple(dst []byte) ([]byte, int, error) {
 	if err := sc.expect('('); err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
-	obj, err := sc.strValue()
+	out, err := sc.appendStrValue(dst)
 	if err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
 	if err := sc.expect(','); err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
-	meth, err := sc.strValue()
+	split := len(out)
+	out, err = sc.appendStrValue(out)
 	if err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
 	if err := sc.expect(','); err != nil && err != errPeekShort {
-		return "", "", err
+		return dst, 0, err
 	}
-	return obj, meth, nil
+	return out, split, nil
 }
 
 // dictFields scans the top-level dict for the str values of keys k1 and k2 (k2 may be
-// ""), as far as the window goes. Both must be found; a key found twice is an error.
-func (sc *textScanner) dictFields(k1, k2 string) (v1, v2 string, err error) {
+// ""), as far as the window goes, and appends them to dst as finish does. Both must be
+// found; a key found twice is an error.
+func (sc *textScanner) dictFields(dst []byte, k1, k2 string) ([]byte, int, error) {
 	if err := sc.expect('{'); err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
 	var l1, l2 textLit
 	var got1, got2 bool
 	done := func() bool { return got1 && (got2 || k2 == "") }
-	fail := func(err error) (string, string, error) {
+	fail := func(err error) ([]byte, int, error) {
 		if err == errPeekShort && done() {
-			return sc.finish(l1, l2, k2)
+			return sc.finish(dst, l1, l2, k2)
 		}
-		return "", "", err
+		return dst, 0, err
 	}
 	for first := true; ; first = false {
 		c, ok := sc.next()
@@ -485,17 +534,17 @@ func (sc *textScanner) dictFields(k1, k2 string) (v1, v2 string, err error) {
 		if err := sc.expect(':'); err != nil {
 			return fail(err)
 		}
-		var dst *textLit
+		var into *textLit
 		var seen *bool
 		switch {
 		case isStr && sc.keyIs(key, k1):
-			dst, seen = &l1, &got1
+			into, seen = &l1, &got1
 		case isStr && k2 != "" && sc.keyIs(key, k2):
-			dst, seen = &l2, &got2
+			into, seen = &l2, &got2
 		}
-		if dst != nil {
+		if into != nil {
 			if *seen {
-				return "", "", cannotPeek("a key occurs twice")
+				return dst, 0, cannotPeek("a key occurs twice")
 			}
 			v, err := sc.lit()
 			if err != nil {
@@ -504,7 +553,7 @@ func (sc *textScanner) dictFields(k1, k2 string) (v1, v2 string, err error) {
 				}
 				return fail(err)
 			}
-			*dst, *seen = v, true
+			*into, *seen = v, true
 		} else if err := sc.skipValue(); err != nil {
 			return fail(err)
 		}
@@ -517,31 +566,32 @@ func (sc *textScanner) dictFields(k1, k2 string) (v1, v2 string, err error) {
 			break
 		}
 		if c != ',' {
-			return "", "", errPeekShape
+			return dst, 0, errPeekShape
 		}
 	}
 	if !done() {
 		if k2 == "" {
-			return "", "", cannotPeek(`no "` + k1 + `" key`)
+			return dst, 0, cannotPeek(`no "` + k1 + `" key`)
 		}
-		return "", "", cannotPeek(`no "` + k1 + `" or "` + k2 + `" key`)
+		return dst, 0, cannotPeek(`no "` + k1 + `" or "` + k2 + `" key`)
 	}
-	return sc.finish(l1, l2, k2)
+	return sc.finish(dst, l1, l2, k2)
 }
 
-func (sc *textScanner) finish(l1, l2 textLit, k2 string) (string, string, error) {
-	v1, err := sc.decode(l1)
+// finish appends the decoded value of l1 to dst and, unless k2 is "", that of l2,
+// returning where the second value starts (the end when there is none).
+func (sc *textScanner) finish(dst []byte, l1, l2 textLit, k2 string) ([]byte, int, error) {
+	out, err := sc.appendDecoded(dst, l1)
 	if err != nil {
-		return "", "", err
+		return dst, 0, err
 	}
-	if k2 == "" {
-		return v1, "", nil
+	split := len(out)
+	if k2 != "" {
+		if out, err = sc.appendDecoded(out, l2); err != nil {
+			return dst, 0, err
+		}
 	}
-	v2, err := sc.decode(l2)
-	if err != nil {
-		return "", "", err
-	}
-	return v1, v2, nil
+	return out, split, nil
 }
 
 // unescapePython appends the value of a Python str literal's contents to dst.

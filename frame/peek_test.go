@@ -326,24 +326,28 @@ func TestPeekPrefixes(t *testing.T) {
 	}
 }
 
+// refusalCases are peeks of refusalCall that must be refused, with a word of the reason.
+var refusalCases = []struct {
+	name   string
+	ser    Serializer
+	flags  Flags
+	reason string
+}{
+	{"compressed", Serpent, FlagCompressed | FlagOneway, "compressed"},
+	{"pickle", Pickle, 0, "pickle"},
+	{"dill", Dill, 0, "dill"},
+	{"cloudpickle", Cloudpickle, 0, "cloudpickle"},
+	{"msgpack", Msgpack, 0, "msgpack"},
+	{"unknown", 99, 0, "serializer(99)"},
+	{"zero", 0, 0, "serializer(0)"},
+}
+
+var refusalCall = []byte("# serpent utf-8 python3.2\n('obj.x','meth',(),{})")
+
 func TestPeekRefusals(t *testing.T) {
-	serpentCall := []byte("# serpent utf-8 python3.2\n('obj.x','meth',(),{})")
-	for _, tc := range []struct {
-		name   string
-		ser    Serializer
-		flags  Flags
-		reason string
-	}{
-		{"compressed", Serpent, FlagCompressed | FlagOneway, "compressed"},
-		{"pickle", Pickle, 0, "pickle"},
-		{"dill", Dill, 0, "dill"},
-		{"cloudpickle", Cloudpickle, 0, "cloudpickle"},
-		{"msgpack", Msgpack, 0, "msgpack"},
-		{"unknown", 99, 0, "serializer(99)"},
-		{"zero", 0, 0, "serializer(0)"},
-	} {
+	for _, tc := range refusalCases {
 		for _, typ := range []MsgType{Connect, Invoke} {
-			_, _, err := peek(typ, tc.ser, tc.flags, serpentCall)
+			_, _, err := peek(typ, tc.ser, tc.flags, refusalCall)
 			if !errors.Is(err, ErrCannotPeek) || !strings.Contains(err.Error(), tc.reason) {
 				t.Errorf("%s %v: got %v, want ErrCannotPeek mentioning %q", tc.name, typ, err, tc.reason)
 			}
@@ -351,20 +355,33 @@ func TestPeekRefusals(t *testing.T) {
 	}
 }
 
+// limitCase builds INVOKE payloads whose object id is n bytes of "y" and method "m".
+type limitCase struct {
+	ser        Serializer
+	head       func(n int) string
+	need, tail string // need: what must follow the object id within the window
+}
+
+// fits is the longest object id whose call fits in the window.
+func (tc *limitCase) fits() int { return PeekLimit - len(tc.head(0)) - len(tc.need) }
+
+// payload is the call with an object id of n bytes.
+func (tc *limitCase) payload(n int) []byte {
+	return []byte(tc.head(n) + strings.Repeat("y", n) + tc.need + tc.tail)
+}
+
+var limitCases = []limitCase{
+	{Serpent, func(int) string { return "# serpent utf-8 python3.2\n('" }, "','m'", ",(),{})"},
+	{JSON, func(int) string { return `{"object": "` }, `", "method": "m"`, `, "params": [], "kwargs": {}}`},
+	{Marshal, func(n int) string { return ")\x04u" + string([]byte{byte(n), byte(n >> 8), 0, 0}) }, "z\x01m", "[\x00\x00\x00\x00{0"},
+}
+
 func TestPeekLimit(t *testing.T) {
-	for _, tc := range []struct {
-		ser        Serializer
-		head       func(n int) string
-		need, tail string // need: what must follow the object id within the window
-	}{
-		{Serpent, func(int) string { return "# serpent utf-8 python3.2\n('" }, "','m'", ",(),{})"},
-		{JSON, func(int) string { return `{"object": "` }, `", "method": "m"`, `, "params": [], "kwargs": {}}`},
-		{Marshal, func(n int) string { return ")\x04u" + string([]byte{byte(n), byte(n >> 8), 0, 0}) }, "z\x01m", "[\x00\x00\x00\x00{0"},
-	} {
-		fits := PeekLimit - len(tc.head(0)) - len(tc.need)
+	for _, tc := range limitCases {
+		fits := tc.fits()
 		for _, n := range []int{fits, fits + 1, 5000} {
 			name := strings.Repeat("y", n)
-			p := []byte(tc.head(n) + name + tc.need + tc.tail)
+			p := tc.payload(n)
 			obj, meth, err := PeekInvoke(tc.ser, 0, p)
 			if n == fits {
 				if err != nil || obj != name || meth != "m" {
@@ -381,43 +398,46 @@ func TestPeekLimit(t *testing.T) {
 	}
 }
 
+// serpentLiteralCases are serpent INVOKE payloads after the header line.
+var serpentLiteralCases = []struct {
+	in       string
+	obj, met string // obj == "" means ErrCannotPeek
+}{
+	{`('a','b',(),{})`, "a", "b"},
+	{`("it's",'say "hi"',(),{})`, "it's", `say "hi"`},
+	{`('\'\"\\','\a\b\f\n\r\t\v',(),{})`, `'"\`, "\a\b\f\n\r\t\v"},
+	{`('\x41\u00e9\U0001F600','\101\0\7\777',(),{})`, "Aé😀", "A\x00\x07ǿ"},
+	{`('\q\d','a\` + "\n" + `b',(),{})`, `\q\d`, "ab"},
+	{`(u'a',U"b",(),{})`, "a", "b"},
+	{` ( 'a' , 'b' , ( ) , { } ) `, "a", "b"},
+	{"('a',\n'b',\n(),{})", "a", "b"},
+	{"('a','b')", "", ""}, // not a call
+	{"#c1\n# c2\n('a', # c3\n'b',)", "a", "b"},
+	{"('a','b'", "a", "b"},          // prefix ends after the method
+	{`('a' 'b','c',(),{})`, "", ""}, // implicit concatenation
+	{`('''a''','b',(),{})`, "", ""}, // triple quotes
+	{`(r'a','b',(),{})`, "", ""},    // raw literal
+	{`(b'a','b',(),{})`, "", ""},    // bytes
+	{`(f'a','b',(),{})`, "", ""},    // f-string
+	{`(('a'),'b',(),{})`, "", ""},   // parenthesized
+	{`('\N{DIGIT ONE}','b',(),{})`, "", ""},
+	{`('\ud83d\ude00','b',(),{})`, "", ""}, // surrogates stay lone in a Python str
+	{`('\x4','b',(),{})`, "", ""},
+	{`('\U00110000','b',(),{})`, "", ""},
+	{"('a\nb','c',(),{})", "", ""},
+	{`(1,'b',(),{})`, "", ""},
+	{`('a',2,(),{})`, "", ""},
+	{`('a','b' 3)`, "", ""},
+	{`['a','b',(),{}]`, "", ""},
+	{`{'object':'a','method':'b'}`, "", ""},
+	{"('\xff','b',(),{})", "", ""}, // not UTF-8
+	{`('a`, "", ""},
+	{``, "", ""},
+}
+
 func TestPeekSerpentLiterals(t *testing.T) {
 	const h = "# serpent utf-8 python3.2\n"
-	for _, tc := range []struct {
-		in       string
-		obj, met string // obj == "" means ErrCannotPeek
-	}{
-		{`('a','b',(),{})`, "a", "b"},
-		{`("it's",'say "hi"',(),{})`, "it's", `say "hi"`},
-		{`('\'\"\\','\a\b\f\n\r\t\v',(),{})`, `'"\`, "\a\b\f\n\r\t\v"},
-		{`('\x41\u00e9\U0001F600','\101\0\7\777',(),{})`, "Aé😀", "A\x00\x07ǿ"},
-		{`('\q\d','a\` + "\n" + `b',(),{})`, `\q\d`, "ab"},
-		{`(u'a',U"b",(),{})`, "a", "b"},
-		{` ( 'a' , 'b' , ( ) , { } ) `, "a", "b"},
-		{"('a',\n'b',\n(),{})", "a", "b"},
-		{"('a','b')", "", ""}, // not a call
-		{"#c1\n# c2\n('a', # c3\n'b',)", "a", "b"},
-		{"('a','b'", "a", "b"},          // prefix ends after the method
-		{`('a' 'b','c',(),{})`, "", ""}, // implicit concatenation
-		{`('''a''','b',(),{})`, "", ""}, // triple quotes
-		{`(r'a','b',(),{})`, "", ""},    // raw literal
-		{`(b'a','b',(),{})`, "", ""},    // bytes
-		{`(f'a','b',(),{})`, "", ""},    // f-string
-		{`(('a'),'b',(),{})`, "", ""},   // parenthesized
-		{`('\N{DIGIT ONE}','b',(),{})`, "", ""},
-		{`('\ud83d\ude00','b',(),{})`, "", ""}, // surrogates stay lone in a Python str
-		{`('\x4','b',(),{})`, "", ""},
-		{`('\U00110000','b',(),{})`, "", ""},
-		{"('a\nb','c',(),{})", "", ""},
-		{`(1,'b',(),{})`, "", ""},
-		{`('a',2,(),{})`, "", ""},
-		{`('a','b' 3)`, "", ""},
-		{`['a','b',(),{}]`, "", ""},
-		{`{'object':'a','method':'b'}`, "", ""},
-		{"('\xff','b',(),{})", "", ""}, // not UTF-8
-		{`('a`, "", ""},
-		{``, "", ""},
-	} {
+	for _, tc := range serpentLiteralCases {
 		obj, met, err := PeekInvoke(Serpent, 0, []byte(h+tc.in))
 		if tc.obj == "" {
 			if !errors.Is(err, ErrCannotPeek) {
@@ -431,51 +451,54 @@ func TestPeekSerpentLiterals(t *testing.T) {
 	}
 }
 
+// connectDictCases are CONNECT payloads.
+var connectDictCases = []struct {
+	ser  Serializer
+	in   string
+	want string // "" means ErrCannotPeek
+}{
+	{Serpent, `{'handshake':'hello','object':'obj.x'}`, "obj.x"},
+	{Serpent, `{'object':'obj.x','handshake':'hello'}`, "obj.x"},
+	{Serpent, `{'handshake':('}', "'", {'object': 'no'}, [1,2]),'object':'obj.x',}`, "obj.x"},
+	{Serpent, `{1:'a',True:None,(1,2):3,'obj\x65ct':'obj.x'}`, "obj.x"},
+	{Serpent, `{'handshake':{'__class__':'float','value':'nan'},'object':'obj.x'}`, "obj.x"},
+	{Serpent, `{'handshake':-1e30000,'object':'obj.x'}`, "obj.x"},
+	{Serpent, "{'handshake':'''x','object':'evil''','object':'obj.x'}", ""},
+	{Serpent, `{'handshake':'hello'}`, ""},
+	{Serpent, `{'handshake':'hello','object':'a','object':'b'}`, ""},
+	{Serpent, `{'handshake':'hello','object':'a','obj\x65ct':'b'}`, ""},
+	{Serpent, `{'handshake':'hello','object':5}`, ""},
+	{Serpent, `{'handshake':'hello' 'object':'a'}`, ""},
+	{Serpent, `{'handshake':,'object':'a'}`, ""},
+	{Serpent, `('hello','obj.x')`, ""},
+	{JSON, `{"handshake": "hello", "object": "obj.x"}`, "obj.x"},
+	{JSON, ` {"object":"obj.x","handshake":{"a":["}",{"object":"no"}]}} `, "obj.x"},
+	{JSON, `{"handshake": "h", "\u006fbject": "\u006f\ud83d\ude00"}`, "o😀"},
+	{JSON, `{"handshake": "hello"}`, ""},
+	{JSON, `{"object": "a", "object": "b"}`, ""},
+	{JSON, `{"object": "a", "\u006fbject": "b"}`, ""},
+	{JSON, `{"object": "a",}`, ""},
+	{JSON, `{'object': 'a'}`, ""},
+	{JSON, `{"object": null}`, ""},
+	{JSON, `{"object": "\ud800"}`, ""},
+	{JSON, `{"object": "\ud800\u0041"}`, ""},
+	{JSON, `{"object": "\udc00"}`, ""},
+	{JSON, `{"object": "\x"}`, ""},
+	{JSON, "{\"object\": \"a\tb\"}", ""},
+	{JSON, "\ufeff{\"object\": \"a\"}", ""},
+	{Marshal, "{z\x06objectz\x01a0", "a"},
+	{Marshal, "\xfb\xda\x06object\xda\x01a\xda\x09handshaker\x01\x00\x00\x000", "a"},
+	{Marshal, "{z\x06objectz\x01az\x06objectz\x01b0", ""},
+	{Marshal, "{z\x06objecti\x01\x00\x00\x000", ""},
+	{Marshal, "{z\x06object00", ""},              // key without value ends the dict
+	{Marshal, "{z\x09handshake\xe3\x00\x00", ""}, // code object
+	{Marshal, "{z\x09handshaker\x07\x00\x00\x00z\x06objectz\x01a0", ""},
+	{Marshal, ")\x02z\x06objectz\x01a", ""},
+	{Marshal, "{z\x09handshakeN0", ""},
+}
+
 func TestPeekConnectDicts(t *testing.T) {
-	for _, tc := range []struct {
-		ser  Serializer
-		in   string
-		want string // "" means ErrCannotPeek
-	}{
-		{Serpent, `{'handshake':'hello','object':'obj.x'}`, "obj.x"},
-		{Serpent, `{'object':'obj.x','handshake':'hello'}`, "obj.x"},
-		{Serpent, `{'handshake':('}', "'", {'object': 'no'}, [1,2]),'object':'obj.x',}`, "obj.x"},
-		{Serpent, `{1:'a',True:None,(1,2):3,'obj\x65ct':'obj.x'}`, "obj.x"},
-		{Serpent, `{'handshake':{'__class__':'float','value':'nan'},'object':'obj.x'}`, "obj.x"},
-		{Serpent, `{'handshake':-1e30000,'object':'obj.x'}`, "obj.x"},
-		{Serpent, "{'handshake':'''x','object':'evil''','object':'obj.x'}", ""},
-		{Serpent, `{'handshake':'hello'}`, ""},
-		{Serpent, `{'handshake':'hello','object':'a','object':'b'}`, ""},
-		{Serpent, `{'handshake':'hello','object':'a','obj\x65ct':'b'}`, ""},
-		{Serpent, `{'handshake':'hello','object':5}`, ""},
-		{Serpent, `{'handshake':'hello' 'object':'a'}`, ""},
-		{Serpent, `{'handshake':,'object':'a'}`, ""},
-		{Serpent, `('hello','obj.x')`, ""},
-		{JSON, `{"handshake": "hello", "object": "obj.x"}`, "obj.x"},
-		{JSON, ` {"object":"obj.x","handshake":{"a":["}",{"object":"no"}]}} `, "obj.x"},
-		{JSON, `{"handshake": "h", "\u006fbject": "\u006f\ud83d\ude00"}`, "o😀"},
-		{JSON, `{"handshake": "hello"}`, ""},
-		{JSON, `{"object": "a", "object": "b"}`, ""},
-		{JSON, `{"object": "a", "\u006fbject": "b"}`, ""},
-		{JSON, `{"object": "a",}`, ""},
-		{JSON, `{'object': 'a'}`, ""},
-		{JSON, `{"object": null}`, ""},
-		{JSON, `{"object": "\ud800"}`, ""},
-		{JSON, `{"object": "\ud800\u0041"}`, ""},
-		{JSON, `{"object": "\udc00"}`, ""},
-		{JSON, `{"object": "\x"}`, ""},
-		{JSON, "{\"object\": \"a\tb\"}", ""},
-		{JSON, "\ufeff{\"object\": \"a\"}", ""},
-		{Marshal, "{z\x06objectz\x01a0", "a"},
-		{Marshal, "\xfb\xda\x06object\xda\x01a\xda\x09handshaker\x01\x00\x00\x000", "a"},
-		{Marshal, "{z\x06objectz\x01az\x06objectz\x01b0", ""},
-		{Marshal, "{z\x06objecti\x01\x00\x00\x000", ""},
-		{Marshal, "{z\x06object00", ""},              // key without value ends the dict
-		{Marshal, "{z\x09handshake\xe3\x00\x00", ""}, // code object
-		{Marshal, "{z\x09handshaker\x07\x00\x00\x00z\x06objectz\x01a0", ""},
-		{Marshal, ")\x02z\x06objectz\x01a", ""},
-		{Marshal, "{z\x09handshakeN0", ""},
-	} {
+	for _, tc := range connectDictCases {
 		got, err := PeekConnectObject(tc.ser, FlagMetaOnConnect, []byte(tc.in))
 		if tc.want == "" {
 			if !errors.Is(err, ErrCannotPeek) {
@@ -489,33 +512,36 @@ func TestPeekConnectDicts(t *testing.T) {
 	}
 }
 
+// jsonMarshalInvokeCases are json and marshal INVOKE payloads.
+var jsonMarshalInvokeCases = []struct {
+	ser      Serializer
+	in       string
+	obj, met string // obj == "" means ErrCannotPeek
+}{
+	{JSON, `{"method":"m","object":"o"}`, "o", "m"},
+	{JSON, `{"params":[{"object":"no"}],"kwargs":{"method":"no"},"method":"m","object":"o"}`, "o", "m"},
+	{JSON, `{"object":"o\/\b\f\n\r\t\"\\","method":"\u00e9\uD83D\uDE00"}`, "o/\b\f\n\r\t\"\\", "é😀"},
+	{JSON, `{"object":"o","method":"m","params":["x`, "o", "m"}, // the rest is past the prefix
+	{JSON, `{"object":"o","params":["x`, "", ""},
+	{JSON, `{"object":"o","method":"m","method":"n"}`, "", ""},
+	{JSON, `{"object":"o","method":1}`, "", ""},
+	{JSON, `{"object":"o"}`, "", ""},
+	{JSON, `["o","m",[],{}]`, "", ""},
+	{Marshal, ")\x04z\x01oz\x01m", "o", "m"},
+	{Marshal, "(\x04\x00\x00\x00u\x01\x00\x00\x00oa\x01\x00\x00\x00\xe9", "o", "é"},
+	{Marshal, "\xa9\x04\xda\x01or\x01\x00\x00\x00", "o", "o"},
+	{Marshal, ")\x04\xda\x01or\x00\x00\x00\x00", "o", "o"},
+	{Marshal, "\xa9\x04\xda\x01or\x00\x00\x00\x00", "", ""}, // refers to the tuple
+	{Marshal, ")\x03z\x01oz\x01mN", "", ""},
+	{Marshal, ")\x04s\x01\x00\x00\x00oz\x01m", "", ""},
+	{Marshal, ")\x04z\x01o", "", ""},
+	{Marshal, "[\x04\x00\x00\x00z\x01oz\x01m", "", ""},
+	{Marshal, ")\x04u\x01\x00\x00\x00\xffz\x01m", "", ""},
+	{Marshal, "", "", ""},
+}
+
 func TestPeekInvokeJSONAndMarshal(t *testing.T) {
-	for _, tc := range []struct {
-		ser      Serializer
-		in       string
-		obj, met string // obj == "" means ErrCannotPeek
-	}{
-		{JSON, `{"method":"m","object":"o"}`, "o", "m"},
-		{JSON, `{"params":[{"object":"no"}],"kwargs":{"method":"no"},"method":"m","object":"o"}`, "o", "m"},
-		{JSON, `{"object":"o\/\b\f\n\r\t\"\\","method":"\u00e9\uD83D\uDE00"}`, "o/\b\f\n\r\t\"\\", "é😀"},
-		{JSON, `{"object":"o","method":"m","params":["x`, "o", "m"}, // the rest is past the prefix
-		{JSON, `{"object":"o","params":["x`, "", ""},
-		{JSON, `{"object":"o","method":"m","method":"n"}`, "", ""},
-		{JSON, `{"object":"o","method":1}`, "", ""},
-		{JSON, `{"object":"o"}`, "", ""},
-		{JSON, `["o","m",[],{}]`, "", ""},
-		{Marshal, ")\x04z\x01oz\x01m", "o", "m"},
-		{Marshal, "(\x04\x00\x00\x00u\x01\x00\x00\x00oa\x01\x00\x00\x00\xe9", "o", "é"},
-		{Marshal, "\xa9\x04\xda\x01or\x01\x00\x00\x00", "o", "o"},
-		{Marshal, ")\x04\xda\x01or\x00\x00\x00\x00", "o", "o"},
-		{Marshal, "\xa9\x04\xda\x01or\x00\x00\x00\x00", "", ""}, // refers to the tuple
-		{Marshal, ")\x03z\x01oz\x01mN", "", ""},
-		{Marshal, ")\x04s\x01\x00\x00\x00oz\x01m", "", ""},
-		{Marshal, ")\x04z\x01o", "", ""},
-		{Marshal, "[\x04\x00\x00\x00z\x01oz\x01m", "", ""},
-		{Marshal, ")\x04u\x01\x00\x00\x00\xffz\x01m", "", ""},
-		{Marshal, "", "", ""},
-	} {
+	for _, tc := range jsonMarshalInvokeCases {
 		obj, met, err := PeekInvoke(tc.ser, 0, []byte(tc.in))
 		if tc.obj == "" {
 			if !errors.Is(err, ErrCannotPeek) {
@@ -529,9 +555,11 @@ func TestPeekInvokeJSONAndMarshal(t *testing.T) {
 	}
 }
 
+var marshalCauseCall = []byte(")\x04?z\x01oz\x01m")
+
 // A marshal error behind ErrCannotPeek is reachable with errors.As.
 func TestPeekMarshalCause(t *testing.T) {
-	_, _, err := PeekInvoke(Marshal, 0, []byte(")\x04?z\x01oz\x01m"))
+	_, _, err := PeekInvoke(Marshal, 0, marshalCauseCall)
 	var me *MarshalError
 	if !errors.Is(err, ErrCannotPeek) || !errors.As(err, &me) {
 		t.Fatalf("got %v, want ErrCannotPeek wrapping a *MarshalError", err)
@@ -572,6 +600,7 @@ func fuzzSeeds(f *testing.F, typ MsgType) {
 func checkPeek(t *testing.T, typ MsgType, ser, flags uint16, p []byte) {
 	in := bytes.Clone(p)
 	obj, meth, err := peek(typ, Serializer(ser), Flags(flags), p)
+	checkAppendPeek(t, typ, Serializer(ser), Flags(flags), p, obj, meth, err)
 	if !bytes.Equal(in, p) {
 		t.Fatal("the peek modified the payload")
 	}
@@ -607,16 +636,19 @@ func FuzzPeekConnectObject(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ser, flags uint16, p []byte) { checkPeek(t, Connect, ser, flags, p) })
 }
 
-func benchmarkPeekInvoke(b *testing.B, name string) {
-	var v wireVector
+// benchVector returns the wire vector called name.
+func benchVector(b *testing.B, name string) wireVector {
 	for _, w := range wireVectors {
 		if w.name == name {
-			v = w
+			return w
 		}
 	}
-	if v.name == "" {
-		b.Fatalf("no vector %q", name)
-	}
+	b.Fatalf("no vector %q", name)
+	return wireVector{}
+}
+
+func benchmarkPeekInvoke(b *testing.B, name string) {
+	v := benchVector(b, name)
 	p := []byte(v.payload)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -630,3 +662,21 @@ func benchmarkPeekInvoke(b *testing.B, name string) {
 func BenchmarkPeekInvokeSerpent(b *testing.B) { benchmarkPeekInvoke(b, "bigarg/serpent/Invoke") }
 func BenchmarkPeekInvokeJSON(b *testing.B)    { benchmarkPeekInvoke(b, "bigarg/json/Invoke") }
 func BenchmarkPeekInvokeMarshal(b *testing.B) { benchmarkPeekInvoke(b, "bigarg/marshal/Invoke") }
+
+func benchAppendPeek(b *testing.B, name string) {
+	v := benchVector(b, name)
+	p := []byte(v.payload)
+	dst := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if dst, _, err = AppendPeekInvoke(dst[:0], v.ser, v.flags, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The Append forms on the same calls, into a buffer that is reused: no allocation.
+func BenchmarkAppendPeekInvokeSerpent(b *testing.B) { benchAppendPeek(b, "bigarg/serpent/Invoke") }
+func BenchmarkAppendPeekInvokeJSON(b *testing.B)    { benchAppendPeek(b, "bigarg/json/Invoke") }
+func BenchmarkAppendPeekInvokeMarshal(b *testing.B) { benchAppendPeek(b, "bigarg/marshal/Invoke") }

@@ -35,7 +35,7 @@ func startProxy(t testing.TB, backend string, mutate func(*config.Config)) *prox
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Log.Level = "debug"
-	cfg.Listeners = []config.Listener{{Name: "test", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend}}
+	cfg.Listeners = []config.Listener{{Name: "test", Listen: config.StringList{"127.0.0.1:0"}, Backend: config.StringList{backend}}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -44,7 +44,7 @@ func startProxy(t testing.TB, backend string, mutate func(*config.Config)) *prox
 	if os.Getenv("PYRO_DISPATCH_TEST_LOG") != "" {
 		log = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 	}
-	srv, err := dispatch.NewServer(cfg, log, nil)
+	srv, err := dispatch.NewServer(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -574,11 +574,11 @@ func scaleStartInProcess(tb testing.TB, backend, mode string, poolMaxOpen int) (
 	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Limits.MaxConnections = scaleMaxConns
-	cfg.Listeners = []config.Listener{{Name: "main", Listen: config.StringList{"127.0.0.1:0"}, Backend: backend, Mode: mode}}
+	cfg.Listeners = []config.Listener{{Name: "main", Listen: config.StringList{"127.0.0.1:0"}, Backend: config.StringList{backend}, Mode: mode}}
 	cfg.Listeners[0].Pool.MaxOpen = poolMaxOpen
 	enc := zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))
-	srv, err := dispatch.NewServer(cfg, log, nil)
+	srv, err := dispatch.NewServer(cfg, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

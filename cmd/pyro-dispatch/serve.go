@@ -19,6 +19,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 func init() {
@@ -30,7 +31,8 @@ func init() {
 type configFlags struct {
 	file      string
 	listen    []string
-	backend   string
+	backend   []string
+	balance   string
 	mode      string
 	affinity  []string
 	poolOpen  int
@@ -49,13 +51,15 @@ type configFlags struct {
 	drain     time.Duration
 	cpuprof   string
 	procs     int
+	fs        *pflag.FlagSet // as parsed, for reloads
 }
 
 func (c *configFlags) register(fs *pflag.FlagSet) {
 	d := config.Defaults()
 	fs.StringVarP(&c.file, "config", "c", "", "YAML configuration file")
 	fs.StringArrayVarP(&c.listen, "listen", "l", nil, "listen address: HOST:PORT, [::1]:PORT or unix:/path (repeatable)")
-	fs.StringVarP(&c.backend, "backend", "b", "", "backend Pyro4 daemon address: HOST:PORT, [::1]:PORT or unix:/path")
+	fs.StringArrayVarP(&c.backend, "backend", "b", nil, "backend Pyro4 daemon address: HOST:PORT, [::1]:PORT or unix:/path (repeat for a group of several; routes need --config)")
+	fs.StringVar(&c.balance, "balance", "", "with several --backend: round_robin (default), least_inflight or hash (on the client IP)")
 	fs.StringVar(&c.mode, "mode", "", "listener mode: session (one backend connection per client) or pooled (shared)")
 	fs.StringArrayVar(&c.affinity, "affinity", nil, "pooled mode: object id pattern whose clients keep one backend connection (repeatable)")
 	fs.IntVar(&c.poolOpen, "pool-max-open", config.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
@@ -87,8 +91,8 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		}
 	}
 	if fs.Changed("listen") {
-		backend := c.backend
-		if backend == "" && len(cfg.Listeners) == 1 {
+		backend := config.StringList(c.backend)
+		if len(backend) == 0 && len(cfg.Listeners) == 1 {
 			backend = cfg.Listeners[0].Backend
 		}
 		cfg.Listeners = []config.Listener{{Name: "main", Listen: c.listen, Backend: backend}}
@@ -96,10 +100,13 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		return cfg, fmt.Errorf("give --listen ADDR --backend ADDR, or --config FILE")
 	}
 	for i := range cfg.Listeners {
-		if fs.Changed("backend") {
-			cfg.Listeners[i].Backend = c.backend
-		}
 		l := &cfg.Listeners[i]
+		if fs.Changed("backend") {
+			l.Backend = c.backend
+		}
+		if fs.Changed("balance") {
+			l.Balance = c.balance
+		}
 		if fs.Changed("mode") {
 			l.Mode = c.mode
 		}
@@ -144,6 +151,7 @@ func loadConfig(name string, args []string, stderr io.Writer, bad int) (cfg conf
 	if code, done := parse(fs, args); done {
 		return cfg, cf, code, true
 	}
+	cf.fs = fs
 	cfg, err := cf.config(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch %s: invalid configuration: %v\n", name, err)
@@ -157,12 +165,18 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
+	t, err := routing.Compile(&cfg, nil, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "pyro-dispatch check: invalid configuration: %v\n", err)
+		return 1
+	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch check: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "# configuration is valid; as it takes effect:\n%s", out)
+	t.Describe(stdout, &cfg)
 	return 0
 }
 
@@ -192,27 +206,30 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer log.Sync()
-	srv, err := dispatch.NewServer(cfg, log, nil)
+	srv, err := dispatch.NewServer(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := srv.Start(); err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
 		return 1
 	}
-	var listening, backends []string
-	for _, a := range srv.Addrs() {
-		listening = append(listening, a.Network()+":"+a.String())
+	log.Info("ready", append([]zap.Field{zap.String("version", versionString())}, serving(srv, cfg)...)...)
+	for {
+		select {
+		case <-hup:
+			cf.reload(srv, log)
+			continue
+		case <-ctx.Done():
+		}
+		break
 	}
-	for _, l := range cfg.Listeners {
-		backends = append(backends, l.Name+"="+l.Backend+" ("+l.Mode+")")
-	}
-	log.Info("ready", zap.String("version", versionString()), zap.String("listen", strings.Join(listening, ",")),
-		zap.String("backends", strings.Join(backends, ",")))
-	<-ctx.Done()
 	stop()
 	log.Info("shutting down: draining in-flight calls", zap.Int("clients", srv.Sessions()), zap.Duration("drain_timeout", cfg.Timeouts.Drain))
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain)
@@ -222,6 +239,49 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// reload reads the configuration again (file, then the same flags) and puts it in
+// service; an invalid one is logged with its line numbers and the running one stays.
+func (c *configFlags) reload(srv *dispatch.Server, log *zap.Logger) {
+	if c.file == "" {
+		log.Warn("SIGHUP ignored: no --config file to reload")
+		return
+	}
+	cfg, err := c.config(c.fs)
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("reload failed: the running configuration stays", zap.String("config", c.file), zap.Error(err))
+		return
+	}
+	fields := serving(srv, cfg)
+	if changed := srv.Changed(cfg); len(changed) > 0 {
+		fields = append(fields, zap.Strings("not_reloaded_need_restart", changed))
+	}
+	log.Info("reloaded", fields...)
+}
+
+// serving describes the listeners and routes in service for the ready and reloaded lines.
+func serving(srv *dispatch.Server, cfg config.Config) []zap.Field {
+	var listening, routes []string
+	for _, a := range srv.Addrs() {
+		listening = append(listening, a.Network()+":"+a.String())
+	}
+	for _, l := range cfg.Listeners {
+		groups := make([]string, 0, len(l.Routes)+1)
+		for _, r := range l.Routes {
+			if r.To != "" {
+				groups = append(groups, r.To)
+			}
+		}
+		if len(l.Backend) > 0 {
+			groups = append(groups, strings.Join(l.Backend, "+"))
+		}
+		routes = append(routes, fmt.Sprintf("%s (%s, %d routes) -> %s", l.Name, l.Mode, len(l.Routes), strings.Join(groups, "|")))
+	}
+	return []zap.Field{zap.String("listen", strings.Join(listening, ",")), zap.String("backends", strings.Join(routes, "; "))}
 }
 
 // newLogger builds the zap logger the configuration asks for, writing to w.

@@ -6,8 +6,9 @@
 //	compare --dir RUNDIR --out bench/RESULTS.md --charts bench/charts [--root DIR] [--elapsed SECONDS]
 //
 // RUNDIR holds machine.txt and setup.txt (NAME<TAB>VALUE lines), workloads.txt
-// (ID<TAB>GROUP<TAB>TITLE<TAB>CHART<TAB>COMMAND lines), ID.json per workload, and
-// python-raw.json.
+// (ID<TAB>GROUP<TAB>TITLE<TAB>CHART<TAB>COMMAND lines), ID.json per workload,
+// python-raw.json, and the pyro-dispatch configs of the replicas workload
+// (replicas-session.yaml, replicas-pipelined.yaml).
 package main
 
 import (
@@ -62,6 +63,19 @@ const (
 	nginx     = "nginx"
 	pydisp    = "python-dispatcher"
 )
+
+// replicas is the id (and group) of the workload with three echo daemons behind
+// pyro-dispatch (balance: least_inflight) and HAProxy (balance leastconn); it has no
+// direct target, its reference is HAProxy.
+const replicas = "replicas"
+
+// replicaGoal is the issue's calls/s target over HAProxy leastconn's in the replicas
+// workload: session mode at least level with it, pipelined pooled mode 1.2× ahead.
+var replicaGoal = map[string]float64{pd: 1.0, pipelined: 1.2}
+
+// replicaConfigs are the pyro-dispatch configs of the replicas workload that
+// bench/compare.sh writes into the run directory, shown in the report.
+var replicaConfigs = []string{"replicas-session.yaml", "replicas-pipelined.yaml"}
 
 // --- the JSON of `pyro-dispatch bench --json` ---------------------------------------
 
@@ -474,8 +488,10 @@ func (o *options) write(b *strings.Builder, machine, setup pairs, ws []*workload
 	b.WriteString("Columns: median over rounds; *min–max* over rounds; **CPU/call** is the CPU time (user + system, from " +
 		"`/proc/PID/stat`, in 10 ms ticks) of the proxy process (nginx: master and workers) during each round's measured time, " +
 		"divided by the calls of the round — for `direct` there is no proxy; *vs direct* and *vs HAProxy* are ratios of " +
-		"medians (calls/s; MB/s for the large calls); *p50 − direct* is the latency a target adds at the median.\n\n")
-	for _, group := range []string{"small", "large", "python"} {
+		"medians (calls/s; MB/s for the large calls); *p50 − direct* is the latency a target adds at the median. " +
+		"The 3-replica workload has no direct target: its reference is HAProxy with `balance leastconn` over the same " +
+		"three echo daemons.\n\n")
+	for _, group := range []string{"small", replicas, "large", "python"} {
 		for _, w := range ws {
 			if w.group == group {
 				o.writeWorkload(b, w)
@@ -548,7 +564,7 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	b.WriteString("| workload | target | session mode | | pipelined pooled mode | |\n| --- | --- | --- | --- | --- | --- |\n")
 	for k := range n {
 		c := rows[0][k]
-		fmt.Fprintf(b, "| %s | %s |", c.workload, c.goal)
+		fmt.Fprintf(b, "| %s | %s |", c.workload, rowGoal(rows, k))
 		for i := range judged {
 			c := rows[i][k]
 			fmt.Fprintf(b, " %s | %s |", c.measured, c.verdict())
@@ -568,6 +584,27 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"proxy's share is the kernel's splice and TCP work. Python clients are CPU-bound: every µs of proxy CPU per " +
 		"call is theirs.\n\n")
 }
+
+// rowGoal is the goal of the k-th check of every configuration: one text when they share
+// it, else each with its configuration ("…; … (pipelined)").
+func rowGoal(rows [][]check, k int) string {
+	g := rows[0][k].goal
+	same := true
+	for i := range rows {
+		same = same && rows[i][k].goal == g
+	}
+	if same {
+		return g
+	}
+	parts := make([]string, len(rows))
+	for i := range rows {
+		parts[i] = rows[i][k].goal + " (" + modeName[judged[i]] + ")"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// modeName names the judged configurations in the targets table.
+var modeName = map[string]string{pd: "session mode", pipelined: "pipelined"}
 
 func (c check) verdict() string {
 	v := "❌ missed"
@@ -664,6 +701,7 @@ func targetChecks(byID map[string]*workload, cfg string) []check {
 			fmtRatio(r), fmtRange(pairRatios(a, d, mbs), fmtRatio), fmtRatio(ratio(w.littleMBs(a), w.littleMBs(d))))
 		cs = append(cs, check{goal, wl, m, r >= 0.9, true, straddles(pairRatios(a, d, mbs), 0.9)})
 	}
+	cs = append(cs, replicaCheck(byID[replicas], cfg))
 	if w := byID["python"]; w != nil && w.get(cfg) != nil && w.get(direct) != nil && w.get(pydisp) != nil {
 		d, a, p := w.get(direct), w.get(cfg), w.get(pydisp)
 		r := ratio(a.med.CallsPerSec, d.med.CallsPerSec)
@@ -677,6 +715,24 @@ func targetChecks(byID map[string]*workload, cfg string) []check {
 		cs = append(cs, missing("calls/s ≥ 0.9 × direct", "Python clients"), missing("calls/s ≥ 1.9 × Python SerializedBlob dispatcher", "Python clients"))
 	}
 	return cs
+}
+
+// replicaCheck judges cfg's calls/s in the replicas workload against HAProxy
+// leastconn's over the same three echo daemons (goal: replicaGoal).
+func replicaCheck(w *workload, cfg string) check {
+	goal := replicaGoal[cfg]
+	c := check{goal: fmt.Sprintf("calls/s ≥ %.1f × HAProxy leastconn's", goal),
+		workload: "3 replicas, least in-flight, 16 B, 64 conns", measured: "not measured"}
+	if w == nil || w.get(cfg) == nil || w.get(haproxy) == nil || goal == 0 {
+		return c
+	}
+	a, h := w.get(cfg), w.get(haproxy)
+	r := ratio(a.med.CallsPerSec, h.med.CallsPerSec)
+	per := pairRatios(a, h, cps)
+	c.measured = fmt.Sprintf("%s / %s calls/s = **%s** (per round %s)", bench.FormatCount(a.med.CallsPerSec),
+		bench.FormatCount(h.med.CallsPerSec), fmtRatio(r), fmtRange(per, fmtRatio))
+	c.met, c.ok, c.split = r >= goal, true, straddles(per, goal)
+	return c
 }
 
 func label(p string) string {
@@ -740,10 +796,14 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 	fmt.Fprintf(b, "### %s\n\n", upperFirst(w.title))
 	fmt.Fprintf(b, "%s. Chart: [%s](%s).\n\n", w.desc, filepath.Base(w.chart), o.rel(w.chart))
 	d, h := w.get(direct), w.get(haproxy)
-	if large {
+	switch {
+	case large:
 		b.WriteString("| target | MB/s | min–max | calls/s | p50 | p99 | p50 − direct | MB/s from mean latency | CPU/call | vs direct | vs HAProxy | errors |\n")
 		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-	} else {
+	case d == nil: // the replicas workload: HAProxy is the reference
+		b.WriteString("| target | calls/s | min–max | MB/s | p50 | p99 | p50 − HAProxy | CPU/call | vs HAProxy | errors |\n")
+		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	default:
 		b.WriteString("| target | calls/s | min–max | MB/s | p50 | p99 | p50 − direct | CPU/call | vs direct | vs HAProxy | errors |\n")
 		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	}
@@ -780,10 +840,18 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 		if slices.Contains(judged, t.name) {
 			nm = "**" + nm + "**"
 		}
-		if large {
+		switch {
+		case large:
 			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, fmtMB(t.med.MBPerSec), fmtMB(lo), fmtMB(hi),
 				bench.FormatCount(t.med.CallsPerSec), us(t.med.Latency.P50), us(t.med.Latency.P99), added, fmtMB(w.littleMBs(t)), t.cpu(), vsD, vsH, errs)
-		} else {
+		case d == nil:
+			addedH := "–"
+			if h != nil && t != h {
+				addedH = usSigned(t.med.Latency.P50 - h.med.Latency.P50)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |\n", nm, bench.FormatCount(t.med.CallsPerSec), bench.FormatCount(lo), bench.FormatCount(hi),
+				mb, us(t.med.Latency.P50), us(t.med.Latency.P99), addedH, t.cpu(), vsH, errs)
+		default:
 			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, bench.FormatCount(t.med.CallsPerSec), bench.FormatCount(lo), bench.FormatCount(hi),
 				mb, us(t.med.Latency.P50), us(t.med.Latency.P99), added, t.cpu(), vsD, vsH, errs)
 		}
@@ -807,6 +875,30 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 		}
 	}
 	b.WriteString("\n")
+}
+
+// writeReplicas describes the replicas workload and shows its pyro-dispatch configs.
+func (o *options) writeReplicas(b *strings.Builder, ws []*workload) {
+	if !slices.ContainsFunc(ws, func(w *workload) bool { return w.id == replicas }) {
+		return
+	}
+	b.WriteString("- **3 replicas**: three more Go echo daemons (`pyro-dispatch echo --quiet`); pyro-dispatch `serve --config` " +
+		"with one backend group of the three, `balance: least_inflight` (a new client connection in session mode, a call in " +
+		"pooled mode, goes to the member with the fewest in flight), in session mode and in pooled mode with the pool " +
+		"settings of *pipelined* above (`pool: {pipeline: 16, max_open: 64}`), against HAProxy `balance leastconn`; " +
+		"16 B calls on 64 connections, the rounds of the small workloads. CPU per call is the proxy's alone, not the echo " +
+		"daemons'. The configs (ports of this run):\n")
+	for _, name := range replicaConfigs {
+		raw, err := os.ReadFile(filepath.Join(o.dir, name))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(b, "\n  ```yaml\n  # $TMP/%s\n", name)
+		for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+			fmt.Fprintf(b, "  %s\n", l)
+		}
+		b.WriteString("  ```\n")
+	}
 }
 
 func upperFirst(s string) string {
@@ -843,9 +935,12 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload) {
 		"load puts 80–90 % of their samples in the kernel, mostly under tcp_sendmsg → net_rx_action → tcp_v4_rcv). " +
 		"The figures compare proxies with each other on this machine; they are not the proxies' user-space cost.\n")
 	b.WriteString("- **HAProxy**: [`bench/haproxy.cfg`](haproxy.cfg): mode tcp, `nbthread` = number of CPUs, timeouts 1 h, " +
-		"no logging, `option splice-auto`. **nginx**: [`bench/nginx.conf`](nginx.conf): `stream { upstream; server { listen; " +
+		"no logging, `option splice-auto`; for the 3 replicas [`bench/haproxy-replicas.cfg`](haproxy-replicas.cfg), the same " +
+		"with `balance leastconn` over three `server` lines. **nginx**: [`bench/nginx.conf`](nginx.conf): `stream { upstream; server { listen; " +
 		"proxy_pass } }`, `worker_processes auto`, as root in a temporary prefix with its own pid file and error log, " +
-		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pipelined*: `--mode pooled --pool-pipeline 16 --pool-max-open 64` (calls of different clients pipelined on shared backend connections, up to 16 in flight on each); *--procs 1*: session mode with GOMAXPROCS 1 (small calls only).\n\n")
+		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pipelined*: `--mode pooled --pool-pipeline 16 --pool-max-open 64` (calls of different clients pipelined on shared backend connections, up to 16 in flight on each); *--procs 1*: session mode with GOMAXPROCS 1 (small calls only).\n")
+	o.writeReplicas(b, ws)
+	b.WriteString("\n")
 	b.WriteString("### Commands\n\n```sh\nmake bench    # = bench/compare.sh; $TMP is its temporary directory\n\n# servers\n")
 	for _, kv := range setup {
 		fmt.Fprintf(b, "%s &    # %s\n", o.shortCmd(kv[1]), kv[0])
