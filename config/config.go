@@ -444,6 +444,14 @@ func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes one string as a scalar, several as a list.
+func (s StringList) MarshalYAML() (any, error) {
+	if len(s) == 1 {
+		return s[0], nil
+	}
+	return []string(s), nil
+}
+
 // ByteSize is a size in bytes written as a number or with a unit: 512, 64KiB, 32MiB, 1GiB
 // (KB, MB and GB are taken as the same powers of two).
 type ByteSize int64

@@ -409,7 +409,8 @@ func (a *attempt) next(req *routing.Request) (*routing.Member, error) {
 // may take the request.
 func (a *attempt) retry(m *routing.Member, err error) bool {
 	var de *pool.DialError
-	if err == nil || !errors.As(err, &de) {
+	var rej *rejectedError
+	if err == nil || !errors.As(err, &de) || errors.As(err, &rej) { // a rejection is the daemon's answer
 		return false
 	}
 	m.Failed(de.Err)

@@ -126,9 +126,10 @@ func (leastInflight) pick(g *Group, c *candidates, _ *Request, tried Tried) *Mem
 	return a
 }
 
-// less compares load per unit of weight: (inflight+1)/weight, without division.
+// less compares load per unit of weight, inflight/weight, without division. On a tie the
+// first of two random picks (drawn by weight) stays: with no load, shares follow weights.
 func less(x, y *Member) bool {
-	return (x.inflight.Load()+1)*int64(y.weight) < (y.inflight.Load()+1)*int64(x.weight)
+	return x.inflight.Load()*int64(y.weight) < y.inflight.Load()*int64(x.weight)
 }
 
 // hashBalancer is weighted rendezvous hashing: each key goes to the member with the

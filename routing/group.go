@@ -246,17 +246,17 @@ func (g *Group) Pick(req *Request, tried Tried) (*Member, error) {
 }
 
 // NoHealthy explains why no member of the group could take a request: each member with
-// the error of this request's attempt on it (tried), else its state.
+// the error of this request's attempt on it, else its state. For a group of one that was
+// tried (a sidecar's backend), the attempt's error says it all and is returned as it is.
 func (g *Group) NoHealthy(attempts map[*Member]error) error {
+	if len(g.members) == 1 && attempts[g.members[0]] != nil {
+		return attempts[g.members[0]]
+	}
 	parts := make([]string, 0, len(g.members))
 	for _, m := range g.members {
 		why := m.Status()
 		if err := attempts[m]; err != nil {
-			if why == "up" {
-				why = err.Error()
-			} else {
-				why = err.Error() + "; " + why
-			}
+			why = err.Error()
 		}
 		parts = append(parts, m.Addr+": "+why)
 	}

@@ -170,7 +170,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pyro-dispatch check: invalid configuration: %v\n", err)
 		return 1
 	}
-	out, err := yaml.Marshal(cfg)
+	shown := cfg // the groups that listeners' backend keys form are shown as those keys
+	shown.Backends = nil
+	for _, b := range cfg.Backends {
+		if !b.Implicit {
+			shown.Backends = append(shown.Backends, b)
+		}
+	}
+	out, err := yaml.Marshal(shown)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch check: %v\n", err)
 		return 1

@@ -638,6 +638,7 @@ func targetChecks(byID map[string]*workload, cfg string) []check {
 			fmtRatio(r), fmtRange(pairRatios(a, h, cps), fmtRatio))
 		cs = append(cs, check{goal, wl, m, r >= 1.2, true, straddles(pairRatios(a, h, cps), 1.2)})
 	}
+	cs = append(cs, replicaCheck(byID[replicas], cfg))
 	for _, p := range []string{"16", "1KiB"} {
 		w := byID["small-"+p+"-c64"]
 		wl := fmt.Sprintf("small, %s, 64 conns", label(p))
@@ -701,7 +702,6 @@ func targetChecks(byID map[string]*workload, cfg string) []check {
 			fmtRatio(r), fmtRange(pairRatios(a, d, mbs), fmtRatio), fmtRatio(ratio(w.littleMBs(a), w.littleMBs(d))))
 		cs = append(cs, check{goal, wl, m, r >= 0.9, true, straddles(pairRatios(a, d, mbs), 0.9)})
 	}
-	cs = append(cs, replicaCheck(byID[replicas], cfg))
 	if w := byID["python"]; w != nil && w.get(cfg) != nil && w.get(direct) != nil && w.get(pydisp) != nil {
 		d, a, p := w.get(direct), w.get(cfg), w.get(pydisp)
 		r := ratio(a.med.CallsPerSec, d.med.CallsPerSec)
