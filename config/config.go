@@ -29,8 +29,8 @@ type Config struct {
 
 // Listener is one set of listening addresses and where their clients go.
 type Listener struct {
-	Name    string     `yaml:"name"`
-	Listen  StringList `yaml:"listen"`  // "HOST:PORT", "[::1]:PORT" or "unix:/path"
+	Name   string     `yaml:"name"`
+	Listen StringList `yaml:"listen"` // "HOST:PORT", "[::1]:PORT" or "unix:/path"
 	// Backend is a group of one or more daemons (same address forms) that takes every
 	// client no route takes: the whole configuration of a sidecar. Balance applies to it.
 	Backend StringList `yaml:"backend,omitempty"`

@@ -43,10 +43,10 @@ type Member struct {
 	group    atomic.Pointer[Group]
 
 	mu        sync.Mutex
-	down      bool      // the active health check says so
-	fails     int       // consecutive failed health checks
-	rises     int       // consecutive good health checks while down
-	checkErr  string    // why the last health check failed
+	down      bool   // the active health check says so
+	fails     int    // consecutive failed health checks
+	rises     int    // consecutive good health checks while down
+	checkErr  string // why the last health check failed
 	ejectFor  time.Duration
 	ejectEnd  time.Time // ejected until then (zero: not ejected)
 	ejectErr  string    // why it was ejected

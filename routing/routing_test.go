@@ -98,7 +98,9 @@ func TestDecide(t *testing.T) {
 	tab, _ := compile(t, edge)
 	r := tab.Router("edge")
 	local, ten := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.1.2.3")
-	rout := func(v string) frame.Annotations { return frame.AppendAnnotation(nil, frame.ChunkID{'R', 'O', 'U', 'T'}, []byte(v)) }
+	rout := func(v string) frame.Annotations {
+		return frame.AppendAnnotation(nil, frame.ChunkID{'R', 'O', 'U', 'T'}, []byte(v))
+	}
 	cases := []struct {
 		name    string
 		connect bool
