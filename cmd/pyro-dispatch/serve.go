@@ -270,7 +270,8 @@ func (c *configFlags) reload(srv *dispatch.Server, log *zap.Logger) {
 	log.Info("reloaded", fields...)
 }
 
-// serving describes the listeners and routes in service for the ready and reloaded lines.
+// serving describes the listeners in service for the ready and reloaded lines: each
+// listener as NAME=GROUPS (MODE), the groups its routes name and its own backend key.
 func serving(srv *dispatch.Server, cfg config.Config) []zap.Field {
 	var listening, routes []string
 	for _, a := range srv.Addrs() {
@@ -286,7 +287,7 @@ func serving(srv *dispatch.Server, cfg config.Config) []zap.Field {
 		if len(l.Backend) > 0 {
 			groups = append(groups, strings.Join(l.Backend, "+"))
 		}
-		routes = append(routes, fmt.Sprintf("%s (%s, %d routes) -> %s", l.Name, l.Mode, len(l.Routes), strings.Join(groups, "|")))
+		routes = append(routes, fmt.Sprintf("%s=%s (%s)", l.Name, strings.Join(groups, "|"), l.Mode))
 	}
 	return []zap.Field{zap.String("listen", strings.Join(listening, ",")), zap.String("backends", strings.Join(routes, "; "))}
 }
