@@ -138,9 +138,9 @@ func (g *goClient) send(tb testing.TB, t frame.MsgType, flags frame.Flags, ann f
 	}
 }
 
-func benchmarkSmallCalls(b *testing.B, ann frame.Annotations) {
+func benchmarkSmallCalls(b *testing.B, ann frame.Annotations, mutate func(*config.Config)) {
 	be := fixedBackend(b)
-	_, addr := startProxy(b, be.Addr().String(), nil)
+	_, addr := startProxy(b, be.Addr().String(), mutate)
 	g := dialClient(b, addr)
 	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
 	b.ReportAllocs()
@@ -153,11 +153,29 @@ func benchmarkSmallCalls(b *testing.B, ann frame.Annotations) {
 }
 
 // BenchmarkForwardSmall: a small call through the dispatcher (correlation id added).
-func BenchmarkForwardSmall(b *testing.B) { benchmarkSmallCalls(b, nil) }
+func BenchmarkForwardSmall(b *testing.B) { benchmarkSmallCalls(b, nil, nil) }
+
+// BenchmarkForwardSmallRouted: pooled mode, every call routed past an object rule (a
+// cached decision) to a group of three daemons balanced least_inflight.
+func BenchmarkForwardSmallRouted(b *testing.B) {
+	benchmarkSmallCalls(b, nil, func(c *config.Config) {
+		var members []config.Member
+		for range 3 {
+			members = append(members, config.Member{Address: fixedBackend(b).Addr().String()})
+		}
+		c.Backends = []config.Backend{{Name: "echo", Members: members, Balance: config.BalanceLeastInflight}}
+		l := &c.Listeners[0]
+		l.Mode, l.Backend = config.ModePooled, nil
+		l.Routes = []config.Route{
+			{Match: config.Match{Object: config.StringList{"admin.*"}}, Deny: "no"},
+			{To: "echo"},
+		}
+	})
+}
 
 // BenchmarkForwardSmallWithCorr: a small call that already carries a correlation id.
 func BenchmarkForwardSmallWithCorr(b *testing.B) {
-	benchmarkSmallCalls(b, frame.AppendAnnotation(nil, frame.CORR, bytes.Repeat([]byte{7}, 16)))
+	benchmarkSmallCalls(b, frame.AppendAnnotation(nil, frame.CORR, bytes.Repeat([]byte{7}, 16)), nil)
 }
 
 // BenchmarkDirectSmall is the same call without the dispatcher, for comparison.

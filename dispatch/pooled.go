@@ -408,9 +408,12 @@ func (a *attempt) next(req *routing.Request) (*routing.Member, error) {
 // handshake: nothing was sent that a daemon acted on), ejecting it; then another member
 // may take the request.
 func (a *attempt) retry(m *routing.Member, err error) bool {
+	if err == nil { // before the error variables, which escape: no allocation per call
+		return false
+	}
 	var de *pool.DialError
 	var rej *rejectedError
-	if err == nil || !errors.As(err, &de) || errors.As(err, &rej) { // a rejection is the daemon's answer
+	if !errors.As(err, &de) || errors.As(err, &rej) { // a rejection is the daemon's answer
 		return false
 	}
 	m.Failed(de.Err)

@@ -177,6 +177,12 @@ func (s *Session) route(m *frame.Message) error {
 	if m.Header.Type != frame.Invoke {
 		return nil
 	}
+	if m.Remaining > 0 && m.Header.DataLen <= s.srv.bufferedLimit {
+		// Read now what is read anyway before it is sent: the rules see all of it.
+		if err := s.cr.ReadRest(m); err != nil {
+			return &copyError{fromClient: true, err: err}
+		}
+	}
 	s.req.Reset(false, s.addr, m)
 	d := s.router().Decide(&s.req)
 	if d.Group == nil {
@@ -335,7 +341,9 @@ func (s *Session) relayCall() error {
 		}
 	}
 	if s.st.pooled {
-		if err := s.route(&m); err != nil {
+		if err := s.route(&m); fromClient(err) {
+			return fmt.Errorf("reading request: %w", err)
+		} else if err != nil {
 			return s.refuseCall(&m, err)
 		}
 		if s.hs.mux != nil && !s.pinned {
@@ -575,6 +583,9 @@ func (e *copyError) Unwrap() error { return e.err }
 
 // fromClient reports whether err is a copyError on the client's side.
 func fromClient(err error) bool {
+	if err == nil { // before ce, which escapes: no allocation per call
+		return false
+	}
 	var ce *copyError
 	return errors.As(err, &ce) && ce.fromClient
 }

@@ -10,11 +10,11 @@ import (
 // Request is what is known of a client connection at its CONNECT, or of one call: all a
 // rule or a hash key may read. A session owns one and resets it per message, so the
 // peeks and the cache key reuse its buffers. Its message slices are valid only until the
-// next Reset.
+// next Reset, and only as long as the message's own slices are (the Reader's buffer).
 type Request struct {
 	connect bool
 	client  netip.Addr
-	msg     *frame.Message
+	msg     frame.Message // a copy: a pointer would make the caller's message escape
 
 	// What was peeked from the payload (or the BLBI annotation), filled on first use.
 	peeked  peekState
@@ -35,9 +35,9 @@ const (
 )
 
 // Reset prepares r for a new message: a CONNECT (connect true) or a call, from client (an
-// invalid Addr for unix-socket clients). m must stay unchanged until the next Reset.
+// invalid Addr for unix-socket clients). Rules see the payload bytes m holds now.
 func (r *Request) Reset(connect bool, client netip.Addr, m *frame.Message) {
-	r.connect, r.client, r.msg = connect, client, m
+	r.connect, r.client, r.msg = connect, client, *m
 	r.peeked, r.names, r.split, r.blob, r.blobInf = notPeeked, r.names[:0], 0, nil, nil
 }
 
