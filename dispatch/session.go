@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
@@ -136,8 +137,8 @@ func (s *Session) handshake() bool {
 		s.logEnd(fmt.Errorf("protocol violation: first message is %v, want CONNECT", m.Header.Type))
 		return false
 	}
-	if m.Header.DataLen > s.srv.bufferedLimit {
-		s.logEnd(fmt.Errorf("CONNECT payload of %d bytes over the %d byte limit", m.Header.DataLen, s.srv.bufferedLimit))
+	if limit := max(s.srv.bufferedLimit, config.DefaultBufferedPayload); m.Header.DataLen > limit {
+		s.logEnd(fmt.Errorf("CONNECT payload of %d bytes over the %d byte limit", m.Header.DataLen, limit))
 		return false
 	}
 	if err := s.cr.ReadRest(&m); err != nil {

@@ -29,8 +29,8 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
 
-// Scale: many idle clients on few backend connections (DESIGN.md, "Two modes per
-// listener"). A Pyro4 thread-pool daemon serves at most THREADPOOL_SIZE = 40 connected
+// Scale: many idle clients on few backend connections (docs/architecture.md, pooled
+// mode). A Pyro4 thread-pool daemon serves at most THREADPOOL_SIZE = 40 connected
 // proxies; the pooled mode puts any number of idle clients in front of it on a handful of
 // backend connections, where the session mode gives every client its own.
 //
