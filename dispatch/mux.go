@@ -527,10 +527,18 @@ func (s *Session) pipeConn() (*mux, *muxConn, error) {
 			return nil, nil, err
 		}
 		x, c, err := s.pipeConnTo(member)
-		if a.retry(member, err) {
+		switch {
+		case err == nil:
+			return x, c, nil
+		case a.retry(member, err):
 			continue
 		}
-		return x, c, err
+		if rerr := s.reroute(&a, member); rerr != nil {
+			return nil, nil, rerr
+		} else if a.g != nil {
+			continue
+		}
+		return nil, nil, err
 	}
 }
 

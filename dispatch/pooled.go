@@ -389,9 +389,10 @@ func (s *Session) acquire(ctx context.Context) (pool.Lease, error) {
 // the next member while the last could not be reached (nothing of the request reached a
 // daemon), each at most once.
 type attempt struct {
-	g     *routing.Group
-	tried routing.Tried
-	errs  map[*routing.Member]error // why members failed this request; nil until one did
+	g        *routing.Group
+	tried    routing.Tried
+	errs     map[*routing.Member]error // why members failed this request; nil until one did
+	reroutes int                       // times the request was routed again (reroute)
 }
 
 // next returns the member to try, or the group's NoHealthyError when none is left.
@@ -471,7 +472,11 @@ func signed(a frame.Annotations) bool {
 // poolReason explains a failed Acquire to a client.
 func poolReason(err error, member *routing.Member, p *pool.Pool) string {
 	var de *pool.DialError
+	var nh *routing.NoHealthyError
+	var dn *deniedError
 	switch {
+	case errors.As(err, &nh), errors.As(err, &dn): // they say it all
+		return err.Error()
 	case errors.As(err, &de):
 		return de.Err.Error()
 	case errors.Is(err, pool.ErrWaitTimeout), errors.Is(err, pool.ErrTooManyWait):

@@ -172,6 +172,28 @@ func (s *Session) router() *routing.Router {
 	return s.st.router
 }
 
+// reroute decides the call's group again when member, just picked, left the
+// configuration in a reload (its pool closed under the call): a reload never fails a
+// call. It sets a to walk the new group (a.g nil: member is still configured, no
+// reroute), at most a few times per call; a refusal by the new routes is the error.
+func (s *Session) reroute(a *attempt, member *routing.Member) error {
+	if !member.Retired() || a.reroutes >= maxReroutes {
+		a.g = nil
+		return nil
+	}
+	d := s.router().Decide(&s.req)
+	if d.Group == nil {
+		return &deniedError{d.Deny}
+	}
+	s.group = d.Group
+	*a = attempt{g: d.Group, reroutes: a.reroutes + 1}
+	return nil
+}
+
+// maxReroutes bounds how often one call is routed again because reloads removed the
+// members it picked.
+const maxReroutes = 3
+
 // route decides where a pooled call goes (s.group). A PING goes where the CONNECT went: it
 // names no object for a rule to read. A refusal is the error.
 func (s *Session) route(m *frame.Message) error {
@@ -187,11 +209,16 @@ func (s *Session) route(m *frame.Message) error {
 	s.req.Reset(false, s.addr, m)
 	d := s.router().Decide(&s.req)
 	if d.Group == nil {
-		return errors.New("pyro-dispatch: " + d.Deny)
+		return &deniedError{d.Deny}
 	}
 	s.group = d.Group
 	return nil
 }
+
+// deniedError is a call the routes refuse, with the rule's reason.
+type deniedError struct{ reason string }
+
+func (e *deniedError) Error() string { return e.reason }
 
 // handshakeSession dials the session's own backend connection to a member of group g,
 // forwards the CONNECT and relays the backend's answer. While members cannot be reached
@@ -345,7 +372,7 @@ func (s *Session) relayCall() error {
 		if err := s.route(&m); fromClient(err) {
 			return fmt.Errorf("reading request: %w", err)
 		} else if err != nil {
-			return s.refuseCall(&m, err)
+			return s.refuseCall(&m, errors.New("pyro-dispatch: "+err.Error()))
 		}
 		if s.hs.mux != nil && !s.pinned {
 			return s.relayPipelined(&m, start, object, method)
@@ -409,20 +436,24 @@ func (s *Session) attach() error {
 				return errors.New("pyro-dispatch: " + err.Error())
 			}
 			h, err := s.st.handshakes.like(s.hs, member)
-			if err != nil { // the member left the configuration just now
-				continue
+			if err == nil {
+				s.hs, s.member = h, member
+				var lease pool.Lease
+				if lease, err = s.acquire(context.Background()); err == nil {
+					s.lease = lease
+					s.setUpstream(lease.Conn, lease.Reader)
+					break
+				}
 			}
-			s.hs, s.member = h, member
-			lease, err := s.acquire(context.Background())
 			if a.retry(member, err) {
 				continue
 			}
-			if err != nil {
-				return errors.New("pyro-dispatch: " + poolReason(err, member, s.hs.pool))
+			if rerr := s.reroute(&a, member); rerr != nil {
+				return errors.New("pyro-dispatch: " + rerr.Error())
+			} else if a.g != nil {
+				continue
 			}
-			s.lease = lease
-			s.setUpstream(lease.Conn, lease.Reader)
-			break
+			return errors.New("pyro-dispatch: " + poolReason(err, member, s.hs.pool))
 		}
 	}
 	s.member.Begin()

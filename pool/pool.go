@@ -118,6 +118,7 @@ type Conn struct {
 	Reader *frame.Reader
 
 	p   *Pool
+	fd  int           // the socket's descriptor for the idle check (alive), -1 if none
 	gen atomic.Uint64 // incremented when a lease ends; a Lease holds the value it began with
 
 	// Guarded by p.mu while the connection is in the pool.
@@ -192,6 +193,7 @@ type Stats struct {
 	WaitCount      uint64        // Acquire calls that had to wait
 	WaitTime       time.Duration // total time Acquire calls waited
 	Timeouts       uint64        // Acquire calls that gave up after WaitTimeout
+	Stale          uint64        // idle connections found closed by the daemon when taken, and closed
 }
 
 // grant is what a waiting Acquire call receives: a connection (counted in use) or an error.
@@ -268,7 +270,13 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 		if p.cfg.MaxLifetime <= 0 || !p.expired(c, time.Now()) {
 			p.inUse++
 			p.mu.Unlock()
-			return c.lease(), nil
+			// A connection the daemon closed while it was idle never reaches a call.
+			if alive(c) {
+				return c.lease(), nil
+			}
+			p.mu.Lock()
+			p.inUse--
+			p.stats.Stale++
 		}
 		p.mu.Unlock()
 		p.closeConns(c)
@@ -388,6 +396,7 @@ func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn,
 		if !p.closed {
 			c := &Conn{
 				Conn:        nc,
+				fd:          sockFD(nc),
 				Reader:      frame.NewReader(nc, p.cfg.ReadBufferSize, frame.Limits{}),
 				p:           p,
 				created:     now,
@@ -442,7 +451,9 @@ func (p *Pool) maybeDialLocked(now time.Time) {
 }
 
 // dialInBackground makes a connection for the first waiter, else for the idle list. If
-// the dial fails, the first waiter gets the *DialError.
+// the dial fails, the first waiter gets the *DialError; so does every waiter when no
+// connection is left that could come back to them (none in use, none being dialed): the
+// pool is backing off, and they would only wait out their WaitTimeout.
 func (p *Pool) dialInBackground() {
 	defer p.wg.Done()
 	nc, err := p.dial(p.ctx)
@@ -456,6 +467,9 @@ func (p *Pool) dialInBackground() {
 		drop = p.putLocked(c)
 	case len(p.waiters) > 0:
 		p.grantLocked(grant{err: err})
+		for len(p.waiters) > 0 && p.inUse == 0 && p.dialing == 0 {
+			p.grantLocked(grant{err: err})
+		}
 	}
 	p.mu.Unlock()
 	if drop != nil {

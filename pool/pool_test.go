@@ -892,3 +892,48 @@ func BenchmarkAcquireReleaseParallel(b *testing.B) {
 		}
 	})
 }
+
+// A connection the daemon closed while idle (its COMMTIMEOUT, a restart) is found out when
+// taken and replaced: the call gets a working one.
+func TestStaleIdleConnNeverReachesACall(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2, HealthInterval: -1})
+	first := mustAcquire(t, p)
+	first.Release()
+	d.killAll() // the daemon closes its side of the idle connection
+	waitFor(t, p, "the daemon to close it", func() bool { return d.open.Load() == 0 })
+	time.Sleep(10 * time.Millisecond) // the FIN reaches our socket
+	l := mustAcquire(t, p)
+	if l.Conn == first.Conn {
+		t.Fatal("the closed idle connection was leased")
+	}
+	if err := invoke(l, 1, "fresh"); err != nil {
+		t.Fatalf("call on the replacement: %v", err)
+	}
+	l.Release()
+	if st := p.Stats(); st.Stale != 1 || st.Dials != 2 {
+		t.Fatalf("stats %+v: want 1 stale connection closed, 2 dials", st)
+	}
+}
+
+// While the daemon is down, every waiter of a pool with nothing left to give back hears of
+// the failed dial at once, not after WaitTimeout.
+func TestAllWaitersGetDialErrorWhenNothingIsLeft(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 1, WaitTimeout: time.Minute})
+	held := mustAcquire(t, p)
+	var chs []<-chan result
+	for range 5 {
+		chs = append(chs, acquireAsync(context.Background(), p))
+	}
+	waitFor(t, p, "5 waiters", func() bool { return p.Stats().Waiting == 5 })
+	d.stopAccepting()
+	held.Destroy()
+	for i, ch := range chs {
+		r := recv(t, ch)
+		var de *DialError
+		if !errors.As(r.err, &de) {
+			t.Fatalf("waiter %d: %v, want a *DialError", i, r.err)
+		}
+	}
+}

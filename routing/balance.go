@@ -27,20 +27,23 @@ func newCandidates(ms []*Member) candidates {
 	if len(ms) == 0 {
 		return c
 	}
+	w := make([]int, len(ms))
 	g := 0
-	for _, m := range ms {
-		g = gcd(g, m.weight)
+	for i, m := range ms {
+		w[i] = m.Weight()
+		g = gcd(g, w[i])
 	}
 	total := 0
-	for _, m := range ms {
-		total += m.weight / g
+	for i := range w {
+		w[i] /= g
+		total += w[i]
 	}
 	c.order = make([]int32, 0, total)
 	cur := make([]int, len(ms))
 	for range total {
 		best := 0
-		for i, m := range ms {
-			cur[i] += m.weight / g
+		for i := range ms {
+			cur[i] += w[i]
 			if cur[i] > cur[best] {
 				best = i
 			}
@@ -129,7 +132,7 @@ func (leastInflight) pick(g *Group, c *candidates, _ *Request, tried Tried) *Mem
 // less compares load per unit of weight, inflight/weight, without division. On a tie the
 // first of two random picks (drawn by weight) stays: with no load, shares follow weights.
 func less(x, y *Member) bool {
-	return x.inflight.Load()*int64(y.weight) < y.inflight.Load()*int64(x.weight)
+	return x.inflight.Load()*y.weight.Load() < y.inflight.Load()*x.weight.Load()
 }
 
 // hashBalancer is weighted rendezvous hashing: each key goes to the member with the
@@ -151,7 +154,7 @@ func (hashBalancer) pick(g *Group, c *candidates, req *Request, tried Tried) *Me
 		// -w/ln(u), u uniform in (0,1) from the key and the member: the weighted
 		// rendezvous score.
 		u := (float64(mix(key^m.hash)>>11) + 0.5) / (1 << 53)
-		if s := -float64(m.weight) / math.Log(u); s > bestScore {
+		if s := -float64(m.weight.Load()) / math.Log(u); s > bestScore {
 			best, bestScore = m, s
 		}
 	}

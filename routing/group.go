@@ -32,11 +32,11 @@ type Group struct {
 // Member is one daemon of a group, with its health and load. The same Member lives on
 // across reloads as long as its group keeps it.
 type Member struct {
-	Addr     string // as configured
-	Network  string // "tcp" or "unix", for net.Dial
-	Address  string // for net.Dial
-	weight   int
-	hash     uint64 // of Addr, for consistent hashing
+	Addr     string       // as configured
+	Network  string       // "tcp" or "unix", for net.Dial
+	Address  string       // for net.Dial
+	weight   atomic.Int64 // set again by a reload that keeps the member
+	hash     uint64       // of Addr, for consistent hashing
 	inflight atomic.Int64
 	out      atomic.Bool // not in service: health check failing, or ejected
 	retired  atomic.Bool // no longer in the configuration
@@ -55,7 +55,7 @@ type Member struct {
 }
 
 // Weight returns the member's configured weight.
-func (m *Member) Weight() int { return m.weight }
+func (m *Member) Weight() int { return int(m.weight.Load()) }
 
 // InFlight returns the calls (pooled mode) or connections (session mode) it has now.
 func (m *Member) InFlight() int64 { return m.inflight.Load() }

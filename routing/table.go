@@ -91,7 +91,7 @@ func newGroup(b config.Backend, prev *Table, log *zap.Logger) (*Group, error) {
 			m = &Member{Addr: mc.Address, Network: network, Address: address, hash: fnv([]byte(mc.Address))}
 			m.group.Store(g)
 		}
-		m.weight = mc.Weight
+		m.weight.Store(int64(mc.Weight))
 		g.members = append(g.members, m)
 	}
 	return g, nil
@@ -223,7 +223,7 @@ func (t *Table) Describe(w io.Writer, cfg *config.Config) {
 			fmt.Fprintln(w, ", no active health check")
 		}
 		for _, m := range g.members {
-			fmt.Fprintf(w, "  %s weight %d\n", m.Addr, m.weight)
+			fmt.Fprintf(w, "  %s weight %d\n", m.Addr, m.Weight())
 		}
 	}
 }
