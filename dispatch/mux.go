@@ -545,7 +545,7 @@ func (s *Session) pipeConn() (*mux, *muxConn, error) {
 // pipeConnTo takes an in-flight slot and a connection of member's mux for the session's
 // handshake, renewing the handshake once when it was evicted from the cache.
 func (s *Session) pipeConnTo(member *routing.Member) (*mux, *muxConn, error) {
-	h, err := s.st.handshakes.like(s.hs, member)
+	h, err := s.handshakeWith(member)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -364,6 +364,27 @@ func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
 	return true
 }
 
+// handshakeWith returns the session's handshake with member: the current one, one of the
+// few it used last, or one from the listener's cache (a lock, and a hash of the key) that
+// it then remembers in place of the oldest.
+func (s *Session) handshakeWith(member *routing.Member) (*handshake, error) {
+	if s.hs.key.member == member {
+		return s.hs, nil
+	}
+	for i, h := range s.hsSeen {
+		if h != nil && h.key.member == member {
+			s.hsSeen[i] = s.hs // keep the current one in its place
+			return h, nil
+		}
+	}
+	h, err := s.st.handshakes.like(s.hs, member)
+	if err == nil {
+		copy(s.hsSeen[1:], s.hsSeen[:len(s.hsSeen)-1])
+		s.hsSeen[0] = s.hs
+	}
+	return h, err
+}
+
 // acquire leases a connection of the session's handshake s.hs, renewing the handshake
 // when it was evicted from the cache; a handshake rejected meanwhile gives its rejection.
 func (s *Session) acquire(ctx context.Context) (pool.Lease, error) {

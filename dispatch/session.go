@@ -42,9 +42,10 @@ type Session struct {
 	cr, ur   *frame.Reader
 	cl, up   *armedConn // client and (session mode) upstream, as cr and ur read them
 
-	hs     *handshake // pooled mode: this client's handshake and its pool
-	lease  pool.Lease // pooled mode: the leased upstream (Conn nil when none)
-	pinned bool       // pooled mode: keep the lease until the client disconnects
+	hs     *handshake    // pooled mode: this client's handshake with the current member
+	hsSeen [4]*handshake // pooled mode: its handshakes with other members, recently used
+	lease  pool.Lease    // pooled mode: the leased upstream (Conn nil when none)
+	pinned bool          // pooled mode: keep the lease until the client disconnects
 	// affinityUnknown: pooled mode, the CONNECT named no object; the first INVOKE decides.
 	affinityUnknown bool
 
@@ -435,7 +436,7 @@ func (s *Session) attach() error {
 			if err != nil {
 				return errors.New("pyro-dispatch: " + err.Error())
 			}
-			h, err := s.st.handshakes.like(s.hs, member)
+			h, err := s.handshakeWith(member)
 			if err == nil {
 				s.hs, s.member = h, member
 				var lease pool.Lease

@@ -451,9 +451,8 @@ func (p *Pool) maybeDialLocked(now time.Time) {
 }
 
 // dialInBackground makes a connection for the first waiter, else for the idle list. If
-// the dial fails, the first waiter gets the *DialError; so does every waiter when no
-// connection is left that could come back to them (none in use, none being dialed): the
-// pool is backing off, and they would only wait out their WaitTimeout.
+// the dial fails, the first waiter gets the *DialError, and so does every other one when
+// nothing is left that could serve them (failHopelessLocked).
 func (p *Pool) dialInBackground() {
 	defer p.wg.Done()
 	nc, err := p.dial(p.ctx)
@@ -467,9 +466,7 @@ func (p *Pool) dialInBackground() {
 		drop = p.putLocked(c)
 	case len(p.waiters) > 0:
 		p.grantLocked(grant{err: err})
-		for len(p.waiters) > 0 && p.inUse == 0 && p.dialing == 0 {
-			p.grantLocked(grant{err: err})
-		}
+		p.failHopelessLocked(time.Now())
 	}
 	p.mu.Unlock()
 	if drop != nil {
@@ -526,8 +523,23 @@ func (p *Pool) closeConns(cs ...*Conn) {
 	p.mu.Lock()
 	p.open -= len(cs)
 	p.stats.Closed += uint64(len(cs))
-	p.maybeDialLocked(time.Now())
+	now := time.Now()
+	p.maybeDialLocked(now)
+	p.failHopelessLocked(now)
 	p.mu.Unlock()
+}
+
+// failHopelessLocked gives the last dial error to every waiter when none can be served
+// before the backoff ends: no connection in use that could come back, none being dialed.
+// They would only wait out their WaitTimeout; the caller may try another backend.
+func (p *Pool) failHopelessLocked(now time.Time) {
+	de := p.dialErr
+	if de == nil || !now.Before(de.Retry) || p.inUse > 0 || p.dialing > 0 {
+		return
+	}
+	for len(p.waiters) > 0 {
+		p.grantLocked(grant{err: de})
+	}
 }
 
 func (p *Pool) expired(c *Conn, now time.Time) bool {

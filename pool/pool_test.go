@@ -937,3 +937,28 @@ func TestAllWaitersGetDialErrorWhenNothingIsLeft(t *testing.T) {
 		}
 	}
 }
+
+// Waiters queued while connections were in use are not left waiting when those die
+// during the backoff after a failed dial: nothing could serve them.
+func TestWaitersFailWhenTheLastConnDiesDuringBackoff(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2, WaitTimeout: time.Minute, BackoffMax: time.Minute})
+	a, b := mustAcquire(t, p), mustAcquire(t, p)
+	var chs []<-chan result
+	for range 3 {
+		chs = append(chs, acquireAsync(context.Background(), p))
+	}
+	waitFor(t, p, "3 waiters", func() bool { return p.Stats().Waiting == 3 })
+	d.stopAccepting()
+	a.Destroy() // the dial for the first waiter fails: it hears of it; b may still come back
+	if r := recv(t, chs[0]); r.err == nil {
+		t.Fatal("first waiter got a connection from a daemon that is down")
+	}
+	b.Destroy() // nothing left, and backing off: the others hear of it at once
+	for i, ch := range chs[1:] {
+		var de *DialError
+		if r := recv(t, ch); !errors.As(r.err, &de) {
+			t.Fatalf("waiter %d: %v, want a *DialError", i+1, r.err)
+		}
+	}
+}
