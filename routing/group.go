@@ -3,7 +3,6 @@ package routing
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,9 +189,6 @@ func (m *Member) Status() string {
 // Members returns the group's members, in configuration order.
 func (g *Group) Members() []*Member { return g.members }
 
-// Config returns the group's configuration, defaults filled in.
-func (g *Group) Config() config.Backend { return g.cfg }
-
 // refresh builds a new picker from the members' states.
 func (g *Group) refresh() {
 	var up []*Member
@@ -223,9 +219,6 @@ func (t Tried) With(g *Group, m *Member) Tried {
 	}
 	return t
 }
-
-// Count returns how many members were tried.
-func (t Tried) Count() int { return bits.OnesCount64(uint64(t)) }
 
 // ErrNoMember is wrapped by Pick's error when every member was tried already.
 var ErrNoMember = errors.New("routing: every member tried")

@@ -41,12 +41,6 @@ func (r *Request) Reset(connect bool, client netip.Addr, m *frame.Message) {
 	r.peeked, r.names, r.split, r.blob, r.blobInf = notPeeked, r.names[:0], 0, nil, nil
 }
 
-// Client returns the client's IP address (invalid for unix sockets).
-func (r *Request) Client() netip.Addr { return r.client }
-
-// Connect reports whether the request is a CONNECT.
-func (r *Request) Connect() bool { return r.connect }
-
 // Serializer returns the message's serializer id.
 func (r *Request) Serializer() frame.Serializer { return r.msg.Header.Serializer }
 
@@ -126,15 +120,6 @@ func (r *Request) method() ([]byte, bool) {
 		return nil, false
 	}
 	return r.names[r.split:], true
-}
-
-// Names returns the object id and method name as far as they were read for routing
-// ("" when not), for logs.
-func (r *Request) Names() (object, method string) {
-	if r.peeked != peekedOK {
-		return "", ""
-	}
-	return string(r.names[:r.split]), string(r.names[r.split:])
 }
 
 // blobText returns the info of a SerializedBlob call as text, when there is one: a str

@@ -182,9 +182,6 @@ func compilePatterns(list config.StringList) ([]func(string) bool, error) {
 	return out, nil
 }
 
-// Name returns the listener's name.
-func (r *Router) Name() string { return r.name }
-
 // Decide returns where req goes. A decision the rules made before for the same facts is
 // taken from the cache without allocating.
 func (r *Router) Decide(req *Request) Decision {

@@ -103,9 +103,6 @@ func (t *Table) Router(listener string) *Router { return t.routers[listener] }
 // Group returns a group by name, nil when there is none.
 func (t *Table) Group(name string) *Group { return t.byName[name] }
 
-// Groups returns every group, in configuration order.
-func (t *Table) Groups() []*Group { return t.groups }
-
 // Retire stops the timers of the members that next (the table replacing t) no longer
 // has, and t's health checks.
 func (t *Table) Retire(next *Table) {
