@@ -420,6 +420,7 @@ func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn,
 	}
 	p.open--
 	p.maybeDialLocked(now)
+	p.failHopelessLocked(now)
 	return nil, err
 }
 
@@ -466,7 +467,6 @@ func (p *Pool) dialInBackground() {
 		drop = p.putLocked(c)
 	case len(p.waiters) > 0:
 		p.grantLocked(grant{err: err})
-		p.failHopelessLocked(time.Now())
 	}
 	p.mu.Unlock()
 	if drop != nil {
