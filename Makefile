@@ -42,7 +42,7 @@ bench-go:
 
 # The comparison run: direct, pyro-dispatch, HAProxy, nginx and Pyro4's Python blob
 # dispatcher; writes bench/RESULTS.md and bench/charts/ (installs haproxy, nginx with apt
-# when missing). About 7-8 minutes on 2 cores; BENCH_QUICK=1 for a 1-minute smoke run.
+# when missing). About 9 minutes on 2 cores; BENCH_QUICK=1 for a 1-minute smoke run.
 bench:
 	GO=$(GO) ./bench/compare.sh
 
