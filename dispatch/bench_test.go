@@ -2,9 +2,13 @@ package dispatch
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
@@ -127,6 +131,20 @@ func (g *goClient) call(tb testing.TB, t frame.MsgType, flags frame.Flags, ann f
 		tb.Fatalf("reply seq %d to request %d", m.Header.Seq, g.seq)
 	}
 	return m.Header
+}
+
+// expectClosed checks that the dispatcher closes the client's connection (as a lost
+// daemon would) within a few seconds, with no reply before.
+func (g *goClient) expectClosed(tb testing.TB) {
+	tb.Helper()
+	g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := g.r.Next()
+	if err == nil {
+		tb.Fatalf("got %v %v, want the connection closed", m.Header.Type, m.Header.Flags)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		tb.Fatalf("got %v, want the connection closed", err)
+	}
 }
 
 func (g *goClient) send(tb testing.TB, t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) {

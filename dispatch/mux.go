@@ -29,8 +29,10 @@ type mux struct {
 	wait     time.Duration // for an in-flight slot when max_open × pipeline calls are in flight
 	lifetime time.Duration // pool.max_lifetime: then a connection takes no new calls and closes
 	slots    chan struct{}
+	maxOpen  int // pool.max_open
 
 	mu      sync.Mutex
+	freed   chan struct{} // closed when a reservation ends (reserve), nil when none is awaited
 	conns   []*muxConn
 	dialing int           // connections being opened
 	dialed  chan struct{} // closed when no connection is being opened any more
@@ -57,13 +59,16 @@ type muxConn struct {
 	head    int        // calls[head:] are pending
 	err     error      // set once the connection failed
 	retired bool       // past its lifetime: closes once calls[head:] is empty
+	// reserved: a large request has the connection to itself (reserve); no new calls.
+	reserved bool
+	drained  chan struct{} // closed once calls[head:] is empty or the connection failed
 	expires time.Time  // when it retires; zero: never
 	wbuf    writer     // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
 	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, lifetime: cfg.MaxLifetime,
-		slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline)}
+		slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline), maxOpen: cfg.MaxOpen}
 }
 
 // acquireSlot takes one of the mux's in-flight slots (max_open × pipeline), waiting up to
@@ -101,18 +106,34 @@ func (x *mux) conn() (*muxConn, error) {
 			x.retireExpiredLocked(time.Now())
 		}
 		var best *muxConn
-		bestN := 0
+		bestN, reserved := 0, 0
 		for _, c := range x.conns {
 			c.mu.Lock()
 			n, failed := len(c.calls)-c.head, c.err != nil
+			if c.reserved && !failed {
+				reserved++
+			}
+			usable := !failed && !c.reserved
 			c.mu.Unlock()
-			if !failed && (best == nil || n < bestN) {
+			if usable && (best == nil || n < bestN) {
 				best, bestN = c, n
 			}
 		}
 		if best != nil && (bestN < x.depth || x.dialing > 0) {
 			x.mu.Unlock()
 			return best, nil
+		}
+		if best == nil && reserved > 0 && x.dialing == 0 && len(x.conns) >= x.maxOpen {
+			// Every connection is reserved by a large call and no other may be opened.
+			if x.freed == nil {
+				x.freed = make(chan struct{})
+			}
+			freed := x.freed
+			x.mu.Unlock()
+			if err := x.await(freed); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if best == nil && x.dialing > 0 && !waited {
 			dialed := x.dialed
@@ -127,6 +148,18 @@ func (x *mux) conn() (*muxConn, error) {
 		}
 		x.mu.Unlock()
 		return x.open(best)
+	}
+}
+
+// await waits for ch to close, up to the pool's wait timeout.
+func (x *mux) await(ch <-chan struct{}) error {
+	t := time.NewTimer(x.wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w: every connection taken by a large request", pool.ErrWaitTimeout)
 	}
 }
 
@@ -251,40 +284,6 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	return nil
 }
 
-// sendLarge sends a request whose payload is too large to buffer: what is queued before
-// it, then its head and the buffered part of its payload, then the rest spliced from the
-// client, while the others queue behind it. Not queued means the connection had failed
-// before. A failure once queued fails the connection (its stream holds part of a
-// request), and the error (a copyError) tells which side failed.
-func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bool) (queued bool, err error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return false, err
-	}
-	before := c.out
-	c.out = c.spare[:0]
-	c.enqueueLocked(s, oneway)
-	c.writing = true // whoever queues meanwhile leaves the write to this session
-	c.mu.Unlock()
-	if _, err = c.lease.Conn.Write(before); err != nil {
-		err = &copyError{err: err}
-	} else {
-		err = s.w.send(c.lease.Conn, s.cr, m, head, 0, true)
-	}
-	c.mu.Lock()
-	c.spare = before[:0]
-	if err != nil {
-		c.failLocked(fmt.Errorf("writing a large request: %w", err))
-	}
-	c.mu.Unlock()
-	c.flushLocked()
-	return true, err
-}
-
 // enqueueLocked makes s the owner of the reply after those already awaited.
 func (c *muxConn) enqueueLocked(s *Session, oneway bool) {
 	if oneway {
@@ -324,6 +323,76 @@ func (c *muxConn) failLocked(err error) {
 		c.err = err
 		c.lease.Conn.Conn.Close()
 	}
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
+// reserve takes c out of use for new calls and returns a channel closed once the calls
+// already on it are answered (or it failed): then a large request may have it to itself.
+func (c *muxConn) reserve() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reserved = true
+	if c.head == len(c.calls) || c.err != nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	return c.drained
+}
+
+// unreserve puts c back in use once the large request's call ended.
+func (c *muxConn) unreserve() {
+	c.mu.Lock()
+	c.reserved = false
+	c.mu.Unlock()
+	x := c.x
+	x.mu.Lock()
+	if x.freed != nil {
+		close(x.freed)
+		x.freed = nil
+	}
+	x.mu.Unlock()
+}
+
+// sendLarge sends a request whose payload is too large to buffer on a connection reserved
+// for it: what oneway requests are queued first, then its head and the buffered part of
+// its payload, then the rest spliced from the client. Not queued means the connection had
+// failed before. A failure once queued fails the connection, on which no other call is
+// (its stream holds part of a request), and the error (a copyError) tells which side
+// failed.
+func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bool) (queued bool, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return false, err
+	}
+	before := c.out
+	c.out = c.spare[:0]
+	c.enqueueLocked(s, oneway)
+	c.writing = true
+	c.mu.Unlock()
+	if _, err = c.lease.Conn.Write(before); err != nil {
+		err = &copyError{err: err}
+	} else {
+		err = s.w.send(c.lease.Conn, s.cr, m, head, 0, true)
+	}
+	c.mu.Lock()
+	c.spare = before[:0]
+	if err != nil {
+		c.failLocked(fmt.Errorf("writing a large request: %w", err))
+	}
+	c.mu.Unlock()
+	c.flushLocked()
+	return true, err
 }
 
 // pop returns the session owning the next reply, or nil.
@@ -336,6 +405,10 @@ func (c *muxConn) pop() *Session {
 	s := c.calls[c.head]
 	c.calls[c.head] = nil
 	c.head++
+	if c.head == len(c.calls) && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
 	if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
 		if c.head == len(c.calls) {
 			c.lease.Conn.SetReadDeadline(time.Time{})
@@ -363,7 +436,7 @@ func (c *muxConn) readLoop() {
 			err = fmt.Errorf("unexpected %v message (seq %d) with no call pending", m.Header.Type, m.Header.Seq)
 		case m.Header.Seq != s.call.h.Seq:
 			err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", s.call.h.Seq, m.Header.Seq)
-			c.answer(s, err)
+			c.lost(s, err)
 		default:
 			err = c.deliver(s, r, &m)
 		}
@@ -384,7 +457,7 @@ func (c *muxConn) readLoop() {
 	c.x.remove(c)
 	c.lease.Destroy()
 	for _, s := range pending {
-		c.answer(s, err)
+		c.lost(s, err)
 	}
 	switch {
 	case len(pending) > 0:
@@ -407,7 +480,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 	limit := s.srv.bufferedLimit
 	if m.Header.DataLen <= limit {
 		if err := r.ReadRest(m); err != nil {
-			c.answer(s, err)
+			c.lost(s, err)
 			return err
 		}
 	}
@@ -437,11 +510,15 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 	return err
 }
 
-// answer ends session s's call with a pyro-dispatch CommunicationError for the client.
-func (c *muxConn) answer(s *Session, err error) {
-	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.call.member.Addr, err)
-	s.sendException(s.call.h, s.call.corr, frame.ExcCommunicationError, reason)
-	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "error", 0)
+// lost ends session s's call after its connection failed with the call written (or
+// queued behind calls that were): the client's connection is closed, as the daemon's
+// loss would close it, so its Pyro4 proxy raises ConnectionClosedError and may retry or
+// reconnect. The call is never sent again.
+func (c *muxConn) lost(s *Session, err error) {
+	s.client.Close()
+	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
+		zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
+	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "lost", 0)
 	s.finishCall()
 }
 
@@ -450,6 +527,7 @@ func (c *muxConn) answer(s *Session, err error) {
 type pipelinedCall struct {
 	x              *mux
 	member         *routing.Member
+	reserved       *muxConn // a large call's connection, reserved for it until it ends
 	h              frame.Header
 	corr           []byte
 	object, method string
@@ -458,15 +536,17 @@ type pipelinedCall struct {
 }
 
 // relayPipelined sends request m on a shared connection of a member of the call's group
-// and returns without waiting for the reply, which the connection's reader delivers.
+// and returns without waiting for the reply, which the connection's reader delivers. A
+// small request is read whole first: it goes onto a shared connection only once it is
+// complete, so a client that leaves halfway costs no one else.
 func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, method string) error {
-	large := m.Header.DataLen > s.srv.bufferedLimit
-	if !large {
-		if err := s.cr.ReadRest(m); err != nil {
-			return fmt.Errorf("reading request: %w", err)
-		}
-		s.setClientDeadline(0)
+	if m.Header.DataLen > s.srv.bufferedLimit {
+		return s.relayPipelinedLarge(m, start, object, method)
 	}
+	if err := s.cr.ReadRest(m); err != nil {
+		return fmt.Errorf("reading request: %w", err)
+	}
+	s.setClientDeadline(0)
 	h := m.Header
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	corr := s.rewriteRequest(m)
@@ -474,47 +554,76 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	if s.call == nil {
 		s.call = &pipelinedCall{done: make(chan struct{}, 1)}
 	}
-	var x *mux
-	var c *muxConn
 	var err error
-	queued := false
-	for try := 0; try < 2 && !queued; try++ {
+	for try := 0; try < 2; try++ { // a connection that failed just before: take another
+		var x *mux
+		var c *muxConn
 		if x, c, err = s.pipeConn(); err != nil {
 			break
 		}
-		// The connection failed (or retired) just before: take another.
 		*s.call = pipelinedCall{x: x, member: s.member, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
 		s.member.Begin()
-		if large {
-			queued, err = c.sendLarge(s, s.head, m, oneway)
-		} else if err = c.send(s, s.head, m.Payload, oneway); err == nil {
-			queued = true
+		if err = c.send(s, s.head, m.Payload, oneway); err == nil {
+			if oneway {
+				x.releaseSlot()
+				s.member.End()
+				s.logCall(h, corr, object, method, start, "oneway", 0)
+			}
+			return nil // a failed write fails the connection: its reader ends the call
 		}
-		if !queued {
-			s.pending = false
-			s.member.End()
-			x.releaseSlot()
-		}
-	}
-	if !queued { // no connection took it: nothing was sent
-		return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
-	}
-	if oneway {
-		x.releaseSlot()
+		s.pending = false
 		s.member.End()
-		if err == nil {
-			s.logCall(h, corr, object, method, start, "oneway", 0)
+		x.releaseSlot()
+	}
+	// No connection took it: nothing was sent.
+	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
+}
+
+// relayPipelinedLarge sends a request too large to buffer on a connection of the call's
+// group reserved for it: once the calls already on it are answered, it is spliced from
+// the client, and no other call is queued on that connection until its reply came. A
+// client that vanishes halfway costs only that connection and that call.
+func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object, method string) error {
+	h := m.Header
+	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
+	corr := s.rewriteRequest(m)
+	s.logger() // built now: the connection's reader logs for this session
+	if s.call == nil {
+		s.call = &pipelinedCall{done: make(chan struct{}, 1)}
+	}
+	var err error
+	for try := 0; try < 2; try++ { // a connection that failed just before: take another
+		var x *mux
+		var c *muxConn
+		if x, c, err = s.pipeConn(); err != nil {
+			break
 		}
+		<-c.reserve()
+		*s.call = pipelinedCall{x: x, member: s.member, reserved: c, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
+		s.pending = !oneway
+		s.member.Begin()
+		var queued bool
+		if queued, err = c.sendLarge(s, s.head, m, oneway); queued {
+			if oneway {
+				c.unreserve()
+				x.releaseSlot()
+				s.member.End()
+			}
+			if fromClient(err) {
+				return err // the session ends; its call is ended by the reader
+			}
+			if oneway && err == nil {
+				s.logCall(h, corr, object, method, start, "oneway", 0)
+			}
+			return nil // a failed write failed the connection: its reader ends the call
+		}
+		c.unreserve()
+		s.pending = false
+		s.member.End()
+		x.releaseSlot()
 	}
-	if err == nil {
-		return nil
-	}
-	if fromClient(err) {
-		return err // the session ends; a call is answered by the reader, to a closed client
-	}
-	s.logger().Warn("pipelined upstream connection lost while sending", zap.Error(err), zap.Stringer("corr", corrID(corr)))
-	return nil // the reader answers the call with the connection's failure
+	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
 }
 
 // pipeConn takes an in-flight slot and a connection of a mux of the call's group: a
@@ -571,6 +680,9 @@ func (s *Session) pipeConnTo(member *routing.Member) (*mux, *muxConn, error) {
 
 // finishCall ends the session's pipelined call (reader goroutine).
 func (s *Session) finishCall() {
+	if c := s.call.reserved; c != nil {
+		c.unreserve()
+	}
 	s.call.member.End()
 	s.call.x.releaseSlot()
 	s.call.done <- struct{}{}

@@ -623,28 +623,26 @@ func fromClient(err error) bool {
 	return errors.As(err, &ce) && ce.fromClient
 }
 
-// upstreamLost answers a request whose backend failed with a Pyro4 CommunicationError
-// (unless it was oneway). In session mode it then ends the session, whose backend
-// connection is unusable; in pooled mode the leased connection is closed and the client
-// carries on with the next call on another one.
+// upstreamLost ends the session after its backend failed while a request may have
+// reached the daemon (written, reply not complete): the client's connection is closed, as
+// the daemon's loss would close it, so that a Pyro4 client raises ConnectionClosedError
+// and its own retries (MAX_RETRIES) and _pyroReconnect work as they do directly. The
+// request is never sent again. A leased connection is destroyed, and the member ejected.
 func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
-	reason := fmt.Sprintf("pyro-dispatch: backend %s lost during the call: %v", s.member.Addr, err)
-	if h.Type == frame.Ping || !h.Flags.Has(frame.FlagOneway) {
-		s.sendException(h, corr, frame.ExcCommunicationError, reason)
-	}
 	s.member.Failed(err)
-	if s.st.pooled {
-		s.endCount()
+	s.endCount()
+	if s.lease.Conn != nil {
+		s.lease.Destroy()
+		s.lease, s.pinned, s.upDeadline = pool.Lease{}, false, false
+		s.setUpstream(nil, nil)
 	}
-	if s.lease.Conn == nil {
-		return errors.New(reason)
-	}
-	s.lease.Destroy()
-	s.lease, s.pinned, s.upDeadline = pool.Lease{}, false, false
-	s.setUpstream(nil, nil)
-	s.logger().Warn("upstream connection lost during a call", zap.Error(err), zap.Stringer("corr", corrID(corr)))
-	return nil
+	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
+		zap.String("backend", s.member.Addr), zap.Stringer("type", h.Type), zap.Error(err), zap.Stringer("corr", corrID(corr)))
+	return errLogged
 }
+
+// errLogged ends a session whose reason was logged already.
+var errLogged = errors.New("session ended (logged)")
 
 // connectFail answers the CONNECT m with a CONNECTFAIL carrying reason.
 func (s *Session) connectFail(m *frame.Message, reason string) {
@@ -668,7 +666,10 @@ func (s *Session) connectFail2(ser frame.Serializer, seq uint16, corr []byte, re
 func (s *Session) sendException(h frame.Header, corr []byte, class, msg string) {
 	payload, err := frame.AppendExceptionPayload(nil, h.Serializer, class, msg)
 	if err != nil {
-		s.logger().Warn("cannot encode an exception for the client", zap.Error(err))
+		// No reply it could read: it gets a closed connection instead, never neither.
+		s.logger().Warn("closing client: cannot encode an exception in its serializer", zap.Error(err),
+			zap.String("exception", msg), zap.Stringer("corr", corrID(corr)))
+		s.client.Close()
 		return
 	}
 	s.writeReply(frame.Header{Type: frame.Result, Flags: frame.FlagException, Seq: h.Seq, Serializer: h.Serializer}, corr, payload)
@@ -737,6 +738,9 @@ func (s *Session) logCall(h frame.Header, corr []byte, object, method string, st
 }
 
 func (s *Session) logEnd(err error) {
+	if errors.Is(err, errLogged) {
+		return
+	}
 	if frame.IsProtocolError(err) {
 		s.logger().Warn("closing client: bad message", zap.Error(err))
 		return
