@@ -62,8 +62,8 @@ type muxConn struct {
 	// reserved: a large request has the connection to itself (reserve); no new calls.
 	reserved bool
 	drained  chan struct{} // closed once calls[head:] is empty or the connection failed
-	expires time.Time  // when it retires; zero: never
-	wbuf    writer     // the reader goroutine's scratch for replies
+	expires  time.Time     // when it retires; zero: never
+	wbuf     writer        // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
