@@ -57,6 +57,9 @@ type Pool struct {
 	MaxLifetime    time.Duration `yaml:"max_lifetime"`    // upstream connections closed at this age (0: never)
 	HealthInterval time.Duration `yaml:"health_interval"` // idle connections PINGed after this long unused
 	Handshakes     int           `yaml:"handshakes"`      // distinct handshakes (and pools) remembered
+	// BackoffMax is the longest wait between dials to a backend that refused the last
+	// one: once it accepts connections again, calls succeed within this (plus a dial).
+	BackoffMax time.Duration `yaml:"backoff_max"`
 	// Pipeline is how many calls of different clients may be in flight at once on one
 	// upstream connection (1: a connection serves one call at a time). Above 1, requests
 	// are written back to back, several in one write, and replies matched in order.
@@ -101,6 +104,7 @@ const (
 	DefaultPoolIdle        = 5 * time.Minute
 	DefaultPoolHealth      = 30 * time.Second
 	DefaultHandshakes      = 1024
+	DefaultPoolBackoffMax  = 250 * time.Millisecond
 	MaxPipeline            = 1024
 )
 
@@ -108,7 +112,8 @@ const (
 func DefaultPool() Pool {
 	return Pool{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
 		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes,
-		Pipeline: 1}
+		BackoffMax: DefaultPoolBackoffMax,
+		Pipeline:   1}
 }
 
 // Mode names.
@@ -334,7 +339,7 @@ func (p *Pool) fill(key string) error {
 			return fieldErr(key+"."+name, "must not be negative")
 		}
 	}
-	for name, v := range map[string]*time.Duration{"wait_timeout": &p.WaitTimeout, "idle_timeout": &p.IdleTimeout, "max_lifetime": &p.MaxLifetime, "health_interval": &p.HealthInterval} {
+	for name, v := range map[string]*time.Duration{"wait_timeout": &p.WaitTimeout, "idle_timeout": &p.IdleTimeout, "max_lifetime": &p.MaxLifetime, "health_interval": &p.HealthInterval, "backoff_max": &p.BackoffMax} {
 		if *v < 0 {
 			return fieldErr(key+"."+name, "must not be negative")
 		}
@@ -368,6 +373,9 @@ func (p *Pool) fill(key string) error {
 	}
 	if p.Handshakes == 0 {
 		p.Handshakes = d.Handshakes
+	}
+	if p.BackoffMax == 0 {
+		p.BackoffMax = d.BackoffMax
 	}
 	return nil
 }

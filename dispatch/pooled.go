@@ -214,6 +214,7 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		IdleTimeout:    c.IdleTimeout,
 		MaxLifetime:    c.MaxLifetime,
 		HealthInterval: health,
+		BackoffMax:     c.BackoffMax,
 	})
 }
 

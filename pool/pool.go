@@ -219,6 +219,7 @@ type Pool struct {
 	closed    bool
 	backoff   time.Duration
 	dialErr   *DialError
+	failedAt  time.Time // when the last dial failed
 	stats     Stats // counters; the gauges are filled in by Stats
 
 	drop   []*Conn       // upkeep's scratch list
@@ -291,9 +292,10 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 		p.open++
 		p.dialing++
 		p.mu.Unlock()
+		started := time.Now()
 		nc, err := p.dial(ctx)
 		p.mu.Lock()
-		c, err := p.dialedLocked(ctx, nc, err)
+		c, err := p.dialedLocked(ctx, started, nc, err)
 		if err == nil {
 			p.inUse++
 		}
@@ -386,7 +388,7 @@ func (p *Pool) dial(ctx context.Context) (net.Conn, error) {
 // dialedLocked accounts for a finished dial made under ctx and wraps its connection. A
 // failure the backend caused starts or extends the backoff; one caused by ctx ending does
 // not, and returns ctx's error.
-func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn, error) {
+func (p *Pool) dialedLocked(ctx context.Context, started time.Time, nc net.Conn, err error) (*Conn, error) {
 	p.dialing--
 	now := time.Now()
 	switch {
@@ -414,7 +416,12 @@ func (p *Pool) dialedLocked(ctx context.Context, nc net.Conn, err error) (*Conn,
 		err = ctxErr(ctx, now)
 	default:
 		p.stats.DialFailures++
-		p.backoff = min(max(2*p.backoff, minBackoff), p.cfg.BackoffMax)
+		if p.dialErr == nil || started.After(p.failedAt) {
+			// One outage is one backoff: dials that were under way when the last one
+			// failed fail for the same reason, and do not lengthen it.
+			p.backoff = min(max(2*p.backoff, minBackoff), p.cfg.BackoffMax)
+		}
+		p.failedAt = now
 		p.dialErr = &DialError{Err: err, Retry: now.Add(p.backoff)}
 		err = p.dialErr
 	}
@@ -456,11 +463,12 @@ func (p *Pool) maybeDialLocked(now time.Time) {
 // nothing is left that could serve them (failHopelessLocked).
 func (p *Pool) dialInBackground() {
 	defer p.wg.Done()
+	started := time.Now()
 	nc, err := p.dial(p.ctx)
 	var drop *Conn
 	p.mu.Lock()
 	p.bgDialing--
-	c, err := p.dialedLocked(p.ctx, nc, err)
+	c, err := p.dialedLocked(p.ctx, started, nc, err)
 	switch {
 	case err == nil:
 		p.inUse++

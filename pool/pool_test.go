@@ -962,3 +962,33 @@ func TestWaitersFailWhenTheLastConnDiesDuringBackoff(t *testing.T) {
 		}
 	}
 }
+
+// Dials that were under way together and fail for the same outage back off once: the
+// backoff does not double per failed dial.
+func TestConcurrentFailedDialsBackOffOnce(t *testing.T) {
+	var started sync.WaitGroup
+	started.Add(8)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		started.Done()
+		started.Wait() // all 8 are under way before any fails
+		return nil, errors.New("connection refused")
+	}
+	p := newPool(t, Config{Dial: dial, MaxOpen: 8, BackoffMax: time.Minute})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Acquire(context.Background()); err == nil {
+				t.Error("dial succeeded")
+			}
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	b := p.backoff
+	p.mu.Unlock()
+	if b != minBackoff {
+		t.Errorf("backoff %v after one outage's 8 concurrent failed dials, want %v", b, minBackoff)
+	}
+}
