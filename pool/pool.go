@@ -220,7 +220,7 @@ type Pool struct {
 	backoff   time.Duration
 	dialErr   *DialError
 	failedAt  time.Time // when the last dial failed
-	stats     Stats // counters; the gauges are filled in by Stats
+	stats     Stats     // counters; the gauges are filled in by Stats
 
 	drop   []*Conn       // upkeep's scratch list
 	done   chan struct{} // closed by Close
