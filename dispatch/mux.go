@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func (x *mux) releaseSlot() { <-x.slots }
 // conn returns the connection with the fewest calls in flight, opening a new one when all
 // have depth calls or more and the pool may open more. While a connection is being
 // opened the others are shared; with none open, callers wait for that one.
-func (x *mux) conn() (*muxConn, error) {
+func (x *mux) conn(corr []byte) (*muxConn, error) {
 	waited := false
 	for {
 		x.mu.Lock()
@@ -106,14 +107,16 @@ func (x *mux) conn() (*muxConn, error) {
 			x.retireExpiredLocked(time.Now())
 		}
 		var best *muxConn
-		bestN, reserved := 0, 0
+		bestN, reserved, nested := 0, 0, false
 		for _, c := range x.conns {
 			c.mu.Lock()
 			n, failed := len(c.calls)-c.head, c.err != nil
 			if c.reserved && !failed {
 				reserved++
 			}
-			usable := !failed && !c.reserved
+			busy := !failed && c.carriesLocked(corr) // its daemon thread waits for this call
+			nested = nested || busy
+			usable := !failed && !c.reserved && !busy
 			c.mu.Unlock()
 			if usable && (best == nil || n < bestN) {
 				best, bestN = c, n
@@ -147,8 +150,23 @@ func (x *mux) conn() (*muxConn, error) {
 			x.dialed = make(chan struct{})
 		}
 		x.mu.Unlock()
-		return x.open(best)
+		return x.open(best, nested && best == nil)
 	}
+}
+
+// carriesLocked (c.mu held) reports whether a call with correlation id corr is pending on
+// c. A Pyro4 daemon gives the calls its method makes the incoming call's id: a call with
+// the id of a pending one is nested in it, and queued behind it would wait forever.
+func (c *muxConn) carriesLocked(corr []byte) bool {
+	if len(corr) == 0 {
+		return false
+	}
+	for _, s := range c.calls[c.head:] {
+		if bytes.Equal(s.call.corr, corr) {
+			return true
+		}
+	}
+	return false
 }
 
 // await waits for ch to close, up to the pool's wait timeout.
@@ -164,9 +182,18 @@ func (x *mux) await(ch <-chan struct{}) error {
 }
 
 // open leases a new connection for the mux and starts its reader; when the pool has none
-// to give, best (if any) is shared instead.
-func (x *mux) open(best *muxConn) (*muxConn, error) {
-	lease, err := x.h.pool.Acquire(context.Background())
+// to give, best (if any) is shared instead. A nested call that no connection may take
+// (each carries the call it is nested in) gets one beyond max_open when it must.
+func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
+	var lease pool.Lease
+	var err error
+	if nested && x.h.pool.Full() {
+		lease, err = x.h.pool.AcquireBeyond(context.Background())
+		x.srv.log.Info("opened a backend connection beyond pool.max_open for a nested call (a call cycle through the dispatcher)",
+			zap.String("backend", x.h.key.member.Addr), zap.Error(err))
+	} else {
+		lease, err = x.h.pool.Acquire(context.Background())
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.dialing--; x.dialing == 0 {
@@ -558,7 +585,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	for try := 0; try < 2; try++ { // a connection that failed just before: take another
 		var x *mux
 		var c *muxConn
-		if x, c, err = s.pipeConn(); err != nil {
+		if x, c, err = s.pipeConn(corr); err != nil {
 			break
 		}
 		*s.call = pipelinedCall{x: x, member: s.member, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
@@ -596,7 +623,7 @@ func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object,
 	for try := 0; try < 2; try++ { // a connection that failed just before: take another
 		var x *mux
 		var c *muxConn
-		if x, c, err = s.pipeConn(); err != nil {
+		if x, c, err = s.pipeConn(corr); err != nil {
 			break
 		}
 		<-c.reserve()
@@ -626,16 +653,17 @@ func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object,
 	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
 }
 
-// pipeConn takes an in-flight slot and a connection of a mux of the call's group: a
-// member by the group's balance, the next one while members cannot be reached.
-func (s *Session) pipeConn() (*mux, *muxConn, error) {
+// pipeConn takes an in-flight slot and a connection of a mux of the call's group for a
+// call with correlation id corr: a member by the group's balance, the next one while
+// members cannot be reached.
+func (s *Session) pipeConn(corr []byte) (*mux, *muxConn, error) {
 	a := attempt{g: s.group}
 	for {
 		member, err := a.next(&s.req)
 		if err != nil {
 			return nil, nil, err
 		}
-		x, c, err := s.pipeConnTo(member)
+		x, c, err := s.pipeConnTo(member, corr)
 		switch {
 		case err == nil:
 			return x, c, nil
@@ -653,7 +681,7 @@ func (s *Session) pipeConn() (*mux, *muxConn, error) {
 
 // pipeConnTo takes an in-flight slot and a connection of member's mux for the session's
 // handshake, renewing the handshake once when it was evicted from the cache.
-func (s *Session) pipeConnTo(member *routing.Member) (*mux, *muxConn, error) {
+func (s *Session) pipeConnTo(member *routing.Member, corr []byte) (*mux, *muxConn, error) {
 	h, err := s.handshakeWith(member)
 	if err != nil {
 		return nil, nil, err
@@ -664,7 +692,7 @@ func (s *Session) pipeConnTo(member *routing.Member) (*mux, *muxConn, error) {
 		if err := x.acquireSlot(); err != nil {
 			return nil, nil, err
 		}
-		c, err := x.conn()
+		c, err := x.conn(corr)
 		if err == nil {
 			return x, c, nil
 		}

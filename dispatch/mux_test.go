@@ -389,3 +389,68 @@ func BenchmarkForwardSmallPipelined(b *testing.B) {
 		g.call(b, frame.Invoke, 0, nil, payload)
 	}
 }
+
+// A call cycle through the dispatcher (A's method calls back into A with the incoming
+// call's correlation id, as a Pyro4 daemon does) completes in both pooled modes with one
+// backend connection allowed: the nested call is never queued behind, nor made to wait
+// for, the connection its outer call holds; it gets one beyond max_open.
+func TestNestedCallNeverWaitsForItsOuterCall(t *testing.T) {
+	for name, mode := range map[string]func(*config.Config){"pooled": pipelined(1, 1), "pipelined": pipelined(1, 8)} {
+		t.Run(name, func(t *testing.T) {
+			var addr atomic.Value
+			ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+				if string(m.Payload) != "outer" {
+					return reply
+				}
+				corr, _ := m.Annotations.Lookup(frame.CORR)
+				inner, err := nestedCall(addr.Load().(string), corr)
+				if err != nil || inner != "inner" {
+					t.Errorf("nested call: %q %v", inner, err)
+				}
+				return reply
+			})
+			_, a := startProxy(t, ln.Addr().String(), func(c *config.Config) {
+				mode(c)
+				c.Listeners[0].Pool.WaitTimeout = 20 * time.Second // a deadlock would show as a wait
+			})
+			addr.Store(a)
+			g := dialClient(t, a)
+			g.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if h := g.call(t, frame.Invoke, 0, nil, []byte("outer")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+				t.Fatalf("outer call: %v %v", h.Type, h.Flags)
+			}
+		})
+	}
+}
+
+// nestedCall makes a call "inner" through the dispatcher at addr with correlation id corr
+// and returns the reply's payload.
+func nestedCall(addr string, corr []byte) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := frame.NewReader(c, 0, frame.Limits{})
+	ann := frame.AppendAnnotation(nil, frame.CORR, corr)
+	// The CONNECT of dialClient's: the same handshake, so the same backend connections.
+	for i, t := range []frame.MsgType{frame.Connect, frame.Invoke} {
+		payload := map[frame.MsgType]string{frame.Connect: "hello", frame.Invoke: "inner"}[t]
+		h := frame.Header{Type: t, Seq: uint16(i + 1), DataLen: len(payload), AnnLen: len(ann), Serializer: frame.Serpent}
+		if _, err := c.Write(frame.AppendMessage(nil, h, ann, []byte(payload))); err != nil {
+			return "", err
+		}
+		m, err := r.Next()
+		if err == nil {
+			err = r.ReadRest(&m)
+		}
+		if err != nil {
+			return "", err
+		}
+		if t == frame.Invoke {
+			return string(m.Payload), nil
+		}
+	}
+	return "", nil
+}

@@ -379,7 +379,8 @@ func (s *Session) relayCall() error {
 			return s.relayPipelined(&m, start, object, method)
 		}
 	}
-	if err := s.attach(); err != nil {
+	_, nested := m.Annotations.Lookup(frame.CORR)
+	if err := s.attach(nested); err != nil {
 		return s.refuseCall(&m, err)
 	}
 	corr, err := s.forwardRequest(&m, !oneway)
@@ -424,8 +425,11 @@ func (s *Session) relayCall() error {
 
 // attach makes sure the session has an upstream for a call: in pooled mode it leases one
 // from a member of the call's group unless the session is pinned to one already (a pinned
-// client's calls stay on its member).
-func (s *Session) attach() error {
+// client's calls stay on its member). A call that came with a correlation id may be
+// nested in a call in flight (a Pyro4 daemon's method calling out gives its calls the
+// incoming call's id) whose connection it would otherwise wait for: it gets a connection
+// beyond max_open rather than wait.
+func (s *Session) attach(nested bool) error {
 	if !s.st.pooled {
 		return nil
 	}
@@ -440,7 +444,13 @@ func (s *Session) attach() error {
 			if err == nil {
 				s.hs, s.member = h, member
 				var lease pool.Lease
-				if lease, err = s.acquire(context.Background()); err == nil {
+				if nested && s.hs.pool.Full() {
+					lease, err = s.hs.pool.AcquireBeyond(context.Background())
+					s.debug("a backend connection beyond pool.max_open for a call that may be nested", zap.Error(err))
+				} else {
+					lease, err = s.acquire(context.Background())
+				}
+				if err == nil {
 					s.lease = lease
 					s.setUpstream(lease.Conn, lease.Reader)
 					break

@@ -194,6 +194,7 @@ type Stats struct {
 	WaitTime       time.Duration // total time Acquire calls waited
 	Timeouts       uint64        // Acquire calls that gave up after WaitTimeout
 	Stale          uint64        // idle connections found closed by the daemon when taken, and closed
+	Beyond         uint64        // connections opened past MaxOpen (AcquireBeyond)
 }
 
 // grant is what a waiting Acquire call receives: a connection (counted in use) or an error.
@@ -351,6 +352,42 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 		p.closeConns(drop)
 	}
 	return Lease{}, err
+}
+
+// Full reports whether an Acquire now would have to wait: no idle connection, and
+// MaxOpen open.
+func (p *Pool) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle) == 0 && p.open >= p.cfg.MaxOpen
+}
+
+// AcquireBeyond leases a new connection at once, even when MaxOpen are open: for a call
+// that must not wait for one, such as a call nested in a call in flight (its daemon thread
+// waits for it). It is counted in Stats.Beyond; once released it is kept only within
+// MaxIdle, like any other.
+func (p *Pool) AcquireBeyond(ctx context.Context) (Lease, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return Lease{}, ErrClosed
+	}
+	p.open++
+	p.dialing++
+	p.stats.Beyond++
+	p.mu.Unlock()
+	started := time.Now()
+	nc, err := p.dial(ctx)
+	p.mu.Lock()
+	c, err := p.dialedLocked(ctx, started, nc, err)
+	if err == nil {
+		p.inUse++
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return Lease{}, err
+	}
+	return c.lease(), nil
 }
 
 func (p *Pool) removeWaiterLocked(w chan grant) bool {
