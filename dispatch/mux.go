@@ -61,10 +61,11 @@ type muxConn struct {
 	err     error      // set once the connection failed
 	retired bool       // past its lifetime: closes once calls[head:] is empty
 	// reserved: a large request has the connection to itself (reserve); no new calls.
-	reserved bool
-	drained  chan struct{} // closed once calls[head:] is empty or the connection failed
-	expires  time.Time     // when it retires; zero: never
-	wbuf     writer        // the reader goroutine's scratch for replies
+	reserved  bool
+	abandoned int           // pending calls whose client left: no new calls until they are answered
+	drained   chan struct{} // closed once calls[head:] is empty or the connection failed
+	expires   time.Time     // when it retires; zero: never
+	wbuf      writer        // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
@@ -111,12 +112,13 @@ func (x *mux) conn(corr []byte) (*muxConn, error) {
 		for _, c := range x.conns {
 			c.mu.Lock()
 			n, failed := len(c.calls)-c.head, c.err != nil
-			if c.reserved && !failed {
-				reserved++
-			}
 			busy := !failed && c.carriesLocked(corr) // its daemon thread waits for this call
 			nested = nested || busy
-			usable := !failed && !c.reserved && !busy
+			held := !failed && (c.reserved || c.abandoned > 0)
+			if held {
+				reserved++
+			}
+			usable := !failed && !held && !busy
 			c.mu.Unlock()
 			if usable && (best == nil || n < bestN) {
 				best, bestN = c, n
@@ -127,7 +129,8 @@ func (x *mux) conn(corr []byte) (*muxConn, error) {
 			return best, nil
 		}
 		if best == nil && reserved > 0 && x.dialing == 0 && len(x.conns) >= x.maxOpen {
-			// Every connection is reserved by a large call and no other may be opened.
+			// Every connection is held (by a large call, or a call its client abandoned)
+			// and no other may be opened: wait for one to be free.
 			if x.freed == nil {
 				x.freed = make(chan struct{})
 			}
@@ -378,13 +381,32 @@ func (c *muxConn) unreserve() {
 	c.mu.Lock()
 	c.reserved = false
 	c.mu.Unlock()
-	x := c.x
+	c.x.signalFreed()
+}
+
+// signalFreed wakes the calls waiting for a held connection to be free (conn).
+func (x *mux) signalFreed() {
 	x.mu.Lock()
 	if x.freed != nil {
 		close(x.freed)
 		x.freed = nil
 	}
 	x.mu.Unlock()
+}
+
+// abandon marks session s's call on c as abandoned by its client (gone before its
+// reply): c takes no new call until that reply has been read and dropped, so that no
+// later call waits behind a call nobody wants.
+func (c *muxConn) abandon(s *Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.calls[c.head:] {
+		if p == s && !s.call.abandoned {
+			s.call.abandoned = true
+			c.abandoned++
+			return
+		}
+	}
 }
 
 // sendLarge sends a request whose payload is too large to buffer on a connection reserved
@@ -432,6 +454,11 @@ func (c *muxConn) pop() *Session {
 	s := c.calls[c.head]
 	c.calls[c.head] = nil
 	c.head++
+	if s.call.abandoned {
+		if c.abandoned--; c.abandoned == 0 {
+			defer c.x.signalFreed() // after c.mu: x.mu comes first
+		}
+	}
 	if c.head == len(c.calls) && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
@@ -452,6 +479,7 @@ func (c *muxConn) readLoop() {
 	defer c.x.readers.Done()
 	r := c.lease.Reader
 	var err error
+	var unfinished *Session // the call whose reply failed, ended with the others below
 	for err == nil {
 		var m frame.Message
 		if m, err = r.Next(); err != nil {
@@ -463,9 +491,12 @@ func (c *muxConn) readLoop() {
 			err = fmt.Errorf("unexpected %v message (seq %d) with no call pending", m.Header.Type, m.Header.Seq)
 		case m.Header.Seq != s.call.h.Seq:
 			err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", s.call.h.Seq, m.Header.Seq)
-			c.lost(s, err)
+			unfinished = s
 		default:
-			err = c.deliver(s, r, &m)
+			var finished bool
+			if finished, err = c.deliver(s, r, &m); !finished {
+				unfinished = s
+			}
 		}
 		if err == nil {
 			c.mu.Lock()
@@ -478,7 +509,12 @@ func (c *muxConn) readLoop() {
 	c.mu.Lock()
 	c.failLocked(err)
 	err = c.err // the first failure, when the reader saw only its consequence
+	// The connection is failed before any client of its calls is closed: a client that
+	// reconnects at once gets another connection.
 	pending := c.calls[c.head:]
+	if unfinished != nil {
+		pending = append([]*Session{unfinished}, pending...)
+	}
 	c.calls, c.head = nil, 0
 	c.mu.Unlock()
 	c.x.remove(c)
@@ -498,17 +534,17 @@ func (c *muxConn) readLoop() {
 	}
 }
 
-// deliver relays reply m to session s's client and completes the call. Only an upstream
-// failure is returned. A client that cannot take its reply (gone, or not reading within
+// deliver relays reply m to session s's client and completes the call, unless the reply
+// could not be read (finished false: the caller ends the call). Only an upstream failure
+// is returned. A client that cannot take its reply (gone, or not reading within
 // the header timeout) is closed; the rest of its reply is read past so that the connection
 // stays in step, except after a failure in the middle of a spliced reply, which may be on
 // either side and leaves the stream's position unknown: that fails the connection.
-func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
+func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
 	limit := s.srv.bufferedLimit
 	if m.Header.DataLen <= limit {
 		if err := r.ReadRest(m); err != nil {
-			c.lost(s, err)
-			return err
+			return false, err
 		}
 	}
 	outcome := "ok"
@@ -521,7 +557,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 		// this connection: it gets the header timeout, plus a second per MiB of reply.
 		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
 	}
-	err := c.wbuf.send(s.client, r, m, nil, limit, false)
+	err = c.wbuf.send(s.client, r, m, nil, limit, false)
 	if err != nil {
 		s.client.Close() // gone, too slow, or its reply cut short: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
@@ -534,7 +570,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) error {
 	}
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
 	s.finishCall()
-	return err
+	return true, err
 }
 
 // lost ends session s's call after its connection failed with the call written (or
@@ -554,7 +590,9 @@ func (c *muxConn) lost(s *Session, err error) {
 type pipelinedCall struct {
 	x              *mux
 	member         *routing.Member
-	reserved       *muxConn // a large call's connection, reserved for it until it ends
+	on             *muxConn // the connection it was sent on
+	reserved       bool     // a large call: on is reserved for it until it ends
+	abandoned      bool     // its client left before the reply (on's mu)
 	h              frame.Header
 	corr           []byte
 	object, method string
@@ -588,7 +626,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		if x, c, err = s.pipeConn(corr); err != nil {
 			break
 		}
-		*s.call = pipelinedCall{x: x, member: s.member, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
+		*s.call = pipelinedCall{x: x, member: s.member, on: c, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
 		s.member.Begin()
 		if err = c.send(s, s.head, m.Payload, oneway); err == nil {
@@ -627,7 +665,7 @@ func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object,
 			break
 		}
 		<-c.reserve()
-		*s.call = pipelinedCall{x: x, member: s.member, reserved: c, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
+		*s.call = pipelinedCall{x: x, member: s.member, on: c, reserved: true, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
 		s.member.Begin()
 		var queued bool
@@ -708,8 +746,8 @@ func (s *Session) pipeConnTo(member *routing.Member, corr []byte) (*mux, *muxCon
 
 // finishCall ends the session's pipelined call (reader goroutine).
 func (s *Session) finishCall() {
-	if c := s.call.reserved; c != nil {
-		c.unreserve()
+	if s.call.reserved {
+		s.call.on.unreserve()
 	}
 	s.call.member.End()
 	s.call.x.releaseSlot()

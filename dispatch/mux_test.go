@@ -454,3 +454,34 @@ func nestedCall(addr string, corr []byte) (string, error) {
 	}
 	return "", nil
 }
+
+// A client that abandons its pipelined call (closes its connection before the reply, as a
+// Pyro4 proxy does on its timeout) holds no one up: no later call is queued behind the
+// abandoned one, and its reply, when it comes, reaches no one.
+func TestAbandonedCallHoldsNoOneUp(t *testing.T) {
+	slowDone := make(chan struct{})
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "slow" {
+			time.Sleep(600 * time.Millisecond)
+			close(slowDone)
+		}
+		return reply
+	})
+	defer func() { <-slowDone }() // the backend's goroutine ends before the test
+	_, addr := startProxy(t, ln.Addr().String(), pipelined(2, 8))
+	warm := dialClient(t, addr)
+	warm.call(t, frame.Invoke, 0, nil, []byte("warm")) // one backend connection open
+	gone := dialClient(t, addr)
+	gone.send(t, frame.Invoke, 0, nil, []byte("slow"))
+	time.Sleep(50 * time.Millisecond)
+	gone.c.Close() // abandoned on its timeout
+	time.Sleep(50 * time.Millisecond)
+	g := dialClient(t, addr)
+	start := time.Now()
+	if h := g.call(t, frame.Invoke, 0, nil, []byte("after")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+		t.Fatalf("call after the abandoned one: %v %v", h.Type, h.Flags)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("the call after an abandoned one took %v: queued behind it", d)
+	}
+}

@@ -798,6 +798,9 @@ func (s *Session) wakeIfIdle() {
 // closeAll closes the client and its upstream: a pinned or mid-call lease is destroyed,
 // never pooled, so the backend releases what it kept for that connection.
 func (s *Session) closeAll() {
+	if s.pending { // the client left before its pipelined call's reply
+		s.call.on.abandon(s)
+	}
 	s.awaitCall()
 	if err := s.cl.flush(); err != nil { // a last reply, when no read followed it
 		s.debug("could not send the last reply", zap.Error(err))
