@@ -32,6 +32,7 @@ type Server struct {
 	bufferedLimit  int
 	accessLog      bool
 	probe          routing.Probe
+	hangups        *hangups // session mode: daemons closing idle backend connections
 
 	table     atomic.Pointer[routing.Table]
 	reloadMu  sync.Mutex  // serializes Start, Reload and Shutdown's listener changes
@@ -147,6 +148,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.table.Load().StartHealth(s.probe)
+	s.hangups = newHangups()
 	for _, l := range s.listeners {
 		s.serve(l)
 	}
@@ -442,6 +444,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessionWG.Wait()
 		close(done)
 	}()
+	defer s.hangups.stop()
 	defer s.closePools(false)
 	select {
 	case <-done:

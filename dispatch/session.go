@@ -62,8 +62,10 @@ type Session struct {
 	upDeadline bool // a read deadline is set on upstream
 	clDeadline bool // a read deadline is set on client
 
-	mu   sync.Mutex // guards busy and upstream against Server.Shutdown
-	busy bool
+	mu     sync.Mutex // guards busy, hungUp and upstream against Server.Shutdown and hangups
+	busy   bool
+	hungUp bool   // session mode: the daemon closed the backend connection
+	hupID  uint32 // session mode: its token with the server's hangups
 }
 
 // clientReadBuffer is the initial read buffer of a client connection: a CONNECT and most
@@ -251,6 +253,7 @@ func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
 			member.Succeeded()
 			member.Begin()
 			s.counted = true
+			s.hupID = s.srv.hangups.watch(s, s.upstream)
 		}
 		return ok
 	}
@@ -307,7 +310,12 @@ func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout ti
 func (s *Session) waitRequest() bool {
 	s.mu.Lock()
 	s.busy = false
+	hungUp := s.hungUp
 	s.mu.Unlock()
+	if hungUp {
+		s.logHungUp()
+		return false
+	}
 	if s.srv.isDraining() {
 		return false
 	}
@@ -315,8 +323,11 @@ func (s *Session) waitRequest() bool {
 	err := s.cr.Wait()
 	s.mu.Lock()
 	s.busy = err == nil
+	hungUp = s.hungUp
 	s.mu.Unlock()
 	switch {
+	case hungUp: // a request that came meanwhile is not sent: the daemon is gone
+		s.logHungUp()
 	case err == nil:
 		if s.srv.isDraining() {
 			s.clDeadline = true // Shutdown may have set one just before busy: clear it
@@ -786,6 +797,23 @@ func setReadDeadline(c net.Conn, set *bool, d time.Duration) {
 	c.SetReadDeadline(t)
 }
 
+// backendHungUp is called (by the server's hangups) when the daemon closed the session's
+// backend connection: a session waiting for its client's next request is woken to end,
+// closing the client's connection as the daemon's close would; one in a call finds out
+// by itself (upstreamLost).
+func (s *Session) backendHungUp() {
+	s.mu.Lock()
+	s.hungUp = true
+	if !s.busy {
+		s.client.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) logHungUp() {
+	s.logger().Info("the daemon closed the idle backend connection (its COMMTIMEOUT, a restart): closing the client's connection, as a direct one would close")
+}
+
 // wakeIfIdle interrupts a session waiting for a request, for shutdown.
 func (s *Session) wakeIfIdle() {
 	s.mu.Lock()
@@ -807,6 +835,7 @@ func (s *Session) closeAll() {
 	}
 	s.client.Close()
 	s.endCount()
+	s.srv.hangups.forget(s.hupID, s.upstream)
 	switch {
 	case s.lease.Conn != nil:
 		s.lease.Destroy()
