@@ -48,12 +48,15 @@ type Listener struct {
 // Pool sizes the upstream connection pools of a pooled listener. There is one pool
 // per distinct handshake (serializer, flags, CONNECT payload and annotations).
 type Pool struct {
-	MaxOpen        int           `yaml:"max_open"`        // connections per pool
-	MaxIdle        int           `yaml:"max_idle"`        // idle connections kept per pool
-	Warm           int           `yaml:"warm"`            // idle connections kept ready per pool
-	MaxWaiters     int           `yaml:"max_waiters"`     // calls queued for a connection
-	WaitTimeout    time.Duration `yaml:"wait_timeout"`    // a call waits this long for a connection
-	IdleTimeout    time.Duration `yaml:"idle_timeout"`    // idle upstream connections closed after this
+	MaxOpen     int           `yaml:"max_open"`     // connections per pool
+	MaxIdle     int           `yaml:"max_idle"`     // idle connections kept per pool
+	Warm        int           `yaml:"warm"`         // idle connections kept ready per pool
+	MaxWaiters  int           `yaml:"max_waiters"`  // calls queued for a connection
+	WaitTimeout time.Duration `yaml:"wait_timeout"` // a call waits this long for a connection
+	IdleTimeout time.Duration `yaml:"idle_timeout"` // idle upstream connections closed after this
+	// MaxIdleTime retires an upstream connection unused this long, kept-warm ones too,
+	// before the daemon's own idle timeout (Pyro4's COMMTIMEOUT) can close it under a call.
+	MaxIdleTime    time.Duration `yaml:"max_idle_time"`
 	MaxLifetime    time.Duration `yaml:"max_lifetime"`    // upstream connections closed at this age (0: never)
 	HealthInterval time.Duration `yaml:"health_interval"` // idle connections PINGed after this long unused
 	Handshakes     int           `yaml:"handshakes"`      // distinct handshakes (and pools) remembered
@@ -105,6 +108,7 @@ const (
 	DefaultPoolHealth      = 30 * time.Second
 	DefaultHandshakes      = 1024
 	DefaultPoolBackoffMax  = 250 * time.Millisecond
+	DefaultPoolMaxIdleTime = 2 * time.Second
 	MaxPipeline            = 1024
 )
 
@@ -112,8 +116,8 @@ const (
 func DefaultPool() Pool {
 	return Pool{MaxOpen: DefaultPoolMaxOpen, MaxIdle: DefaultPoolMaxOpen, MaxWaiters: 1024,
 		WaitTimeout: DefaultPoolWait, IdleTimeout: DefaultPoolIdle, HealthInterval: DefaultPoolHealth, Handshakes: DefaultHandshakes,
-		BackoffMax: DefaultPoolBackoffMax,
-		Pipeline:   1}
+		BackoffMax: DefaultPoolBackoffMax, MaxIdleTime: DefaultPoolMaxIdleTime,
+		Pipeline: 1}
 }
 
 // Mode names.
@@ -339,7 +343,7 @@ func (p *Pool) fill(key string) error {
 			return fieldErr(key+"."+name, "must not be negative")
 		}
 	}
-	for name, v := range map[string]*time.Duration{"wait_timeout": &p.WaitTimeout, "idle_timeout": &p.IdleTimeout, "max_lifetime": &p.MaxLifetime, "health_interval": &p.HealthInterval, "backoff_max": &p.BackoffMax} {
+	for name, v := range map[string]*time.Duration{"wait_timeout": &p.WaitTimeout, "idle_timeout": &p.IdleTimeout, "max_lifetime": &p.MaxLifetime, "health_interval": &p.HealthInterval, "backoff_max": &p.BackoffMax, "max_idle_time": &p.MaxIdleTime} {
 		if *v < 0 {
 			return fieldErr(key+"."+name, "must not be negative")
 		}
@@ -376,6 +380,9 @@ func (p *Pool) fill(key string) error {
 	}
 	if p.BackoffMax == 0 {
 		p.BackoffMax = d.BackoffMax
+	}
+	if p.MaxIdleTime == 0 {
+		p.MaxIdleTime = d.MaxIdleTime
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ type mux struct {
 	depth    int           // calls in flight per connection before another connection is opened
 	wait     time.Duration // for an in-flight slot when max_open × pipeline calls are in flight
 	lifetime time.Duration // pool.max_lifetime: then a connection takes no new calls and closes
+	maxIdle  time.Duration // pool.max_idle_time: a connection with no call this long is retired
 	slots    chan struct{}
 	maxOpen  int // pool.max_open
 
@@ -65,11 +66,12 @@ type muxConn struct {
 	abandoned int           // pending calls whose client left: no new calls until they are answered
 	drained   chan struct{} // closed once calls[head:] is empty or the connection failed
 	expires   time.Time     // when it retires; zero: never
+	lastUsed  time.Time     // when a call last found it idle (with pool.max_idle_time)
 	wbuf      writer        // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
-	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, lifetime: cfg.MaxLifetime,
+	return &mux{h: h, srv: srv, depth: cfg.Pipeline, wait: cfg.WaitTimeout, lifetime: cfg.MaxLifetime, maxIdle: cfg.MaxIdleTime,
 		slots: make(chan struct{}, cfg.MaxOpen*cfg.Pipeline), maxOpen: cfg.MaxOpen}
 }
 
@@ -104,7 +106,7 @@ func (x *mux) conn(corr []byte) (*muxConn, error) {
 			x.mu.Unlock()
 			return nil, pool.ErrClosed
 		}
-		if x.lifetime > 0 {
+		if x.lifetime > 0 || x.maxIdle > 0 {
 			x.retireExpiredLocked(time.Now())
 		}
 		var best *muxConn
@@ -213,7 +215,7 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 		lease.Destroy()
 		return nil, pool.ErrClosed
 	}
-	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth)}
+	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth), lastUsed: time.Now()}
 	if x.lifetime > 0 {
 		c.expires = time.Now().Add(x.lifetime)
 	}
@@ -223,19 +225,22 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 	return c, nil
 }
 
-// errRetired ends a connection past pool.max_lifetime once its calls are answered.
-var errRetired = errors.New("pipelined connection retired at its max_lifetime")
+// errRetired ends a connection retired (retireExpiredLocked) once its calls are answered.
+var errRetired = errors.New("pipelined connection retired (max_lifetime or max_idle_time)")
 
-// retireExpiredLocked (x.mu held) takes the connections past their lifetime out of use:
-// they take no new calls and close once the calls they carry are answered.
+// retireExpiredLocked (x.mu held) takes the connections past their lifetime, or unused
+// past max_idle_time (before the daemon's own idle timeout closes one under a call), out
+// of use: they take no new calls and close once the calls they carry are answered.
 func (x *mux) retireExpiredLocked(now time.Time) {
 	kept := x.conns[:0]
 	for _, c := range x.conns {
-		if now.Before(c.expires) {
+		c.mu.Lock()
+		idle := x.maxIdle > 0 && c.head == len(c.calls) && now.Sub(c.lastUsed) >= x.maxIdle
+		if !idle && (c.expires.IsZero() || now.Before(c.expires)) {
+			c.mu.Unlock()
 			kept = append(kept, c)
 			continue
 		}
-		c.mu.Lock()
 		c.retired = true
 		if c.head == len(c.calls) {
 			c.failLocked(errRetired)
@@ -323,6 +328,9 @@ func (c *muxConn) enqueueLocked(s *Session, oneway bool) {
 		c.calls, c.head = c.calls[:0], 0
 		if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
 			c.lease.Conn.SetReadDeadline(time.Now().Add(d))
+		}
+		if c.x.maxIdle > 0 {
+			c.lastUsed = time.Now() // idle until now
 		}
 	}
 	c.calls = append(c.calls, s)

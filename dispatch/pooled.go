@@ -215,6 +215,7 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		MaxLifetime:    c.MaxLifetime,
 		HealthInterval: health,
 		BackoffMax:     c.BackoffMax,
+		MaxIdleTime:    c.MaxIdleTime,
 	})
 }
 

@@ -35,6 +35,7 @@ type Config struct {
 	WaitTimeout    time.Duration // Acquire gives up waiting after this (default 5s; the context may end it sooner)
 	DialTimeout    time.Duration // one dial plus handshake, and one health check (default 5s)
 	IdleTimeout    time.Duration // connections unused this long are closed, down to Warm (default 5m)
+	MaxIdleTime    time.Duration // connections unused this long are closed, Warm ones too (and redialed), before a daemon's own idle timeout can (0: none)
 	MaxLifetime    time.Duration // connections are closed after this age (0: no limit)
 	HealthInterval time.Duration // idle connections neither used nor checked this long are PINGed (default 30s; <0: never)
 	BackoffMax     time.Duration // longest wait between failed dials (default 5s)
@@ -84,6 +85,9 @@ func (c *Config) defaults() {
 // between 5ms and 1s.
 func (c *Config) tick() time.Duration {
 	d := min(c.IdleTimeout, c.BackoffMax)
+	if c.MaxIdleTime > 0 {
+		d = min(d, c.MaxIdleTime)
+	}
 	if c.HealthInterval > 0 {
 		d = min(d, c.HealthInterval)
 	}
@@ -269,7 +273,7 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if p.cfg.MaxLifetime <= 0 || !p.expired(c, time.Now()) {
+		if now := time.Now(); (p.cfg.MaxLifetime <= 0 || !p.expired(c, now)) && !p.idleTooLong(c, now) {
 			p.inUse++
 			p.mu.Unlock()
 			// A connection the daemon closed while it was idle never reaches a call.
@@ -587,6 +591,11 @@ func (p *Pool) failHopelessLocked(now time.Time) {
 	}
 }
 
+// idleTooLong reports whether an idle connection is past MaxIdleTime.
+func (p *Pool) idleTooLong(c *Conn, now time.Time) bool {
+	return p.cfg.MaxIdleTime > 0 && now.Sub(c.lastUsed) >= p.cfg.MaxIdleTime
+}
+
 func (p *Pool) expired(c *Conn, now time.Time) bool {
 	return p.cfg.MaxLifetime > 0 && now.Sub(c.created) >= p.cfg.MaxLifetime
 }
@@ -654,7 +663,7 @@ func (p *Pool) tidy(now time.Time) {
 	open := p.open
 	keep := p.idle[:0]
 	for _, c := range p.idle {
-		if p.expired(c, now) || (now.Sub(c.lastUsed) >= p.cfg.IdleTimeout && open > p.cfg.Warm) {
+		if p.expired(c, now) || p.idleTooLong(c, now) || (now.Sub(c.lastUsed) >= p.cfg.IdleTimeout && open > p.cfg.Warm) {
 			drop = append(drop, c)
 			open--
 			continue

@@ -992,3 +992,18 @@ func TestConcurrentFailedDialsBackOffOnce(t *testing.T) {
 		t.Errorf("backoff %v after one outage's 8 concurrent failed dials, want %v", b, minBackoff)
 	}
 }
+
+// MaxIdleTime retires an idle connection, a warm one too, before a daemon's own idle
+// timeout can close it under a call; the warm one is dialed again.
+func TestMaxIdleTime(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2, Warm: 1, MaxIdleTime: 50 * time.Millisecond, HealthInterval: -1})
+	waitFor(t, p, "the warm connection", func() bool { return p.Stats().Dials >= 1 })
+	waitFor(t, p, "the warm connection retired and dialed again", func() bool { st := p.Stats(); return st.Dials >= 3 && st.Open == 1 })
+	l := mustAcquire(t, p)
+	time.Sleep(80 * time.Millisecond) // in use: never retired for idleness
+	if err := invoke(l, 1, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+}
