@@ -396,6 +396,9 @@ func (s *Session) relayCall() error {
 	}
 	corr, err := s.forwardRequest(&m, !oneway)
 	s.setClientDeadline(0)
+	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && m.Header.DataLen <= s.srv.bufferedLimit {
+		err = s.resend(&m, nested, err)
+	}
 	if err != nil {
 		if fromClient(err) {
 			return err
@@ -481,6 +484,23 @@ func (s *Session) attach(nested bool) error {
 	s.member.Begin()
 	s.counted = true
 	return nil
+}
+
+// resend sends a small pooled request once more, on a fresh connection, after writing it
+// to its leased one failed (werr): the daemon had closed that connection, and a daemon
+// acts on no partial message, so nothing of the request reached a daemon. A request
+// that was written whole is never sent again.
+func (s *Session) resend(m *frame.Message, nested bool, werr error) error {
+	s.logger().Info("backend connection closed by the daemon before the request: sending it on a fresh one",
+		zap.String("backend", s.member.Addr), zap.Error(werr))
+	s.endCount()
+	s.lease.Destroy()
+	s.lease, s.upDeadline = pool.Lease{}, false
+	s.setUpstream(nil, nil)
+	if err := s.attach(nested); err != nil {
+		return werr
+	}
+	return s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
 }
 
 // endCount ends the member's count of the call (pooled) or connection (session mode).
