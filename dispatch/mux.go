@@ -66,7 +66,7 @@ type muxConn struct {
 	abandoned int           // pending calls whose client left: no new calls until they are answered
 	drained   chan struct{} // closed once calls[head:] is empty or the connection failed
 	expires   time.Time     // when it retires; zero: never
-	lastUsed  time.Time     // when a call last found it idle (with pool.max_idle_time)
+	lastUsed  time.Time     // when its last call was answered (with pool.max_idle_time)
 	wbuf      writer        // the reader goroutine's scratch for replies
 }
 
@@ -192,7 +192,14 @@ func (x *mux) await(ch <-chan struct{}) error {
 func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 	var lease pool.Lease
 	var err error
-	if nested && x.h.pool.Full() {
+	full := x.h.pool.Full()
+	if best != nil && full && !nested { // share rather than wait for the pool
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		x.openDone()
+		return best, nil
+	}
+	if nested && full {
 		lease, err = x.h.pool.AcquireBeyond(context.Background())
 		x.srv.log.Info("opened a backend connection beyond pool.max_open for a nested call (a call cycle through the dispatcher)",
 			zap.String("backend", x.h.key.member.Addr), zap.Error(err))
@@ -201,10 +208,7 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.dialing--; x.dialing == 0 {
-		close(x.dialed)
-		x.dialed = nil
-	}
+	x.openDone()
 	if err != nil {
 		if best != nil && !errors.Is(err, pool.ErrClosed) {
 			return best, nil // the pool is full (pinned sessions) or backing off: share
@@ -223,6 +227,14 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 	x.readers.Add(1)
 	go c.readLoop()
 	return c, nil
+}
+
+// openDone (x.mu held) ends an open's count, waking the calls that wait for it.
+func (x *mux) openDone() {
+	if x.dialing--; x.dialing == 0 {
+		close(x.dialed)
+		x.dialed = nil
+	}
 }
 
 // errRetired ends a connection retired (retireExpiredLocked) once its calls are answered.
@@ -328,9 +340,6 @@ func (c *muxConn) enqueueLocked(s *Session, oneway bool) {
 		c.calls, c.head = c.calls[:0], 0
 		if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
 			c.lease.Conn.SetReadDeadline(time.Now().Add(d))
-		}
-		if c.x.maxIdle > 0 {
-			c.lastUsed = time.Now() // idle until now
 		}
 	}
 	c.calls = append(c.calls, s)
@@ -467,9 +476,14 @@ func (c *muxConn) pop() *Session {
 			defer c.x.signalFreed() // after c.mu: x.mu comes first
 		}
 	}
-	if c.head == len(c.calls) && c.drained != nil {
-		close(c.drained)
-		c.drained = nil
+	if c.head == len(c.calls) {
+		if c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
+		if c.x.maxIdle > 0 {
+			c.lastUsed = time.Now() // idle from now on
+		}
 	}
 	if d := c.x.srv.cfg.Timeouts.Call; d > 0 {
 		if c.head == len(c.calls) {
