@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,8 +96,12 @@ func (x *mux) releaseSlot() { <-x.slots }
 
 // conn returns the connection with the fewest calls in flight, opening a new one when all
 // have depth calls or more and the pool may open more. While a connection is being
-// opened the others are shared; with none open, callers wait for that one.
-func (x *mux) conn(corr []byte) (*muxConn, error) {
+// opened the others are shared; with none open, callers wait for that one. A call that
+// came with a correlation id may be nested in a call in flight (a Pyro4 daemon's method
+// gives its calls the incoming call's id): it takes only a connection with no call on it,
+// opening one, beyond max_open when the pool is full, rather than wait behind a call
+// whose daemon thread may be waiting for it, directly or through a cycle of calls.
+func (x *mux) conn(nested bool) (*muxConn, error) {
 	waited := false
 	for {
 		x.mu.Lock()
@@ -110,12 +113,14 @@ func (x *mux) conn(corr []byte) (*muxConn, error) {
 			x.retireExpiredLocked(time.Now())
 		}
 		var best *muxConn
-		bestN, reserved, nested := 0, 0, false
+		bestN, reserved, waits := 0, 0, false
 		for _, c := range x.conns {
 			c.mu.Lock()
 			n, failed := len(c.calls)-c.head, c.err != nil
-			busy := !failed && c.carriesLocked(corr) // its daemon thread waits for this call
-			nested = nested || busy
+			// A nested call never waits behind another: the daemon thread of the call it is
+			// nested in may be serving this connection, or waiting for a call that is.
+			busy := !failed && nested && n > 0
+			waits = waits || busy
 			held := !failed && (c.reserved || c.abandoned > 0)
 			if held {
 				reserved++
@@ -155,23 +160,8 @@ func (x *mux) conn(corr []byte) (*muxConn, error) {
 			x.dialed = make(chan struct{})
 		}
 		x.mu.Unlock()
-		return x.open(best, nested && best == nil)
+		return x.open(best, waits && best == nil)
 	}
-}
-
-// carriesLocked (c.mu held) reports whether a call with correlation id corr is pending on
-// c. A Pyro4 daemon gives the calls its method makes the incoming call's id: a call with
-// the id of a pending one is nested in it, and queued behind it would wait forever.
-func (c *muxConn) carriesLocked(corr []byte) bool {
-	if len(corr) == 0 {
-		return false
-	}
-	for _, s := range c.calls[c.head:] {
-		if bytes.Equal(s.call.corr, corr) {
-			return true
-		}
-	}
-	return false
 }
 
 // await waits for ch to close, up to the pool's wait timeout.
@@ -636,6 +626,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	s.setClientDeadline(0)
 	h := m.Header
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
+	_, nested := m.Annotations.Lookup(frame.CORR) // from the client: maybe nested in a call
 	corr := s.rewriteRequest(m)
 	s.logger() // built now: the connection's reader logs for this session
 	if s.call == nil {
@@ -645,7 +636,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 	for try := 0; try < 2; try++ { // a connection that failed just before: take another
 		var x *mux
 		var c *muxConn
-		if x, c, err = s.pipeConn(corr); err != nil {
+		if x, c, err = s.pipeConn(nested); err != nil {
 			break
 		}
 		*s.call = pipelinedCall{x: x, member: s.member, on: c, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
@@ -674,6 +665,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object, method string) error {
 	h := m.Header
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
+	_, nested := m.Annotations.Lookup(frame.CORR) // from the client: maybe nested in a call
 	corr := s.rewriteRequest(m)
 	s.logger() // built now: the connection's reader logs for this session
 	if s.call == nil {
@@ -683,7 +675,7 @@ func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object,
 	for try := 0; try < 2; try++ { // a connection that failed just before: take another
 		var x *mux
 		var c *muxConn
-		if x, c, err = s.pipeConn(corr); err != nil {
+		if x, c, err = s.pipeConn(nested); err != nil {
 			break
 		}
 		<-c.reserve()
@@ -713,17 +705,17 @@ func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object,
 	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
 }
 
-// pipeConn takes an in-flight slot and a connection of a mux of the call's group for a
-// call with correlation id corr: a member by the group's balance, the next one while
-// members cannot be reached.
-func (s *Session) pipeConn(corr []byte) (*mux, *muxConn, error) {
+// pipeConn takes an in-flight slot and a connection of a mux of the call's group: a
+// member by the group's balance, the next one while members cannot be reached. A nested
+// call (see conn) takes only a connection with no call on it.
+func (s *Session) pipeConn(nested bool) (*mux, *muxConn, error) {
 	a := attempt{g: s.group}
 	for {
 		member, err := a.next(&s.req)
 		if err != nil {
 			return nil, nil, err
 		}
-		x, c, err := s.pipeConnTo(member, corr)
+		x, c, err := s.pipeConnTo(member, nested)
 		switch {
 		case err == nil:
 			return x, c, nil
@@ -741,7 +733,7 @@ func (s *Session) pipeConn(corr []byte) (*mux, *muxConn, error) {
 
 // pipeConnTo takes an in-flight slot and a connection of member's mux for the session's
 // handshake, renewing the handshake once when it was evicted from the cache.
-func (s *Session) pipeConnTo(member *routing.Member, corr []byte) (*mux, *muxConn, error) {
+func (s *Session) pipeConnTo(member *routing.Member, nested bool) (*mux, *muxConn, error) {
 	h, err := s.handshakeWith(member)
 	if err != nil {
 		return nil, nil, err
@@ -752,7 +744,7 @@ func (s *Session) pipeConnTo(member *routing.Member, corr []byte) (*mux, *muxCon
 		if err := x.acquireSlot(); err != nil {
 			return nil, nil, err
 		}
-		c, err := x.conn(corr)
+		c, err := x.conn(nested)
 		if err == nil {
 			return x, c, nil
 		}

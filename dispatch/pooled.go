@@ -329,9 +329,13 @@ func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
 		h := s.st.handshakes.get(member, m)
 		s.hs, s.member = h, member
 		s.log = nil // rebuilt with the backend field
-		if h.cached() != nil {
-			break
+		if h.cached() != nil && h.pool.Full() {
+			break // every connection in use: the member serves
 		}
+		// A cached handshake is answered only once a live connection proves the member
+		// reachable (an idle one passes a non-blocking check, else one is dialed): a
+		// client reconnecting to a daemon that is down gets the CONNECTFAIL it would get
+		// directly, so that _pyroReconnect keeps trying.
 		lease, err := s.acquire(context.Background())
 		if a.retry(member, err) {
 			continue

@@ -397,7 +397,10 @@ func (s *Session) relayCall() error {
 	corr, err := s.forwardRequest(&m, !oneway)
 	s.setClientDeadline(0)
 	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && m.Header.DataLen <= s.srv.bufferedLimit {
-		err = s.resend(&m, nested, err)
+		var refused error
+		if err, refused = s.resend(&m, nested, err); refused != nil {
+			return s.refuseCall(&m, refused) // nothing of it reached a daemon
+		}
 	}
 	if err != nil {
 		if fromClient(err) {
@@ -490,7 +493,9 @@ func (s *Session) attach(nested bool) error {
 // to its leased one failed (werr): the daemon had closed that connection, and a daemon
 // acts on no partial message, so nothing of the request reached a daemon. A request
 // that was written whole is never sent again.
-func (s *Session) resend(m *frame.Message, nested bool, werr error) error {
+// It returns the error of that second write, or refused when no connection could be
+// had for it.
+func (s *Session) resend(m *frame.Message, nested bool, werr error) (err, refused error) {
 	s.logger().Info("backend connection closed by the daemon before the request: sending it on a fresh one",
 		zap.String("backend", s.member.Addr), zap.Error(werr))
 	s.endCount()
@@ -498,9 +503,9 @@ func (s *Session) resend(m *frame.Message, nested bool, werr error) error {
 	s.lease, s.upDeadline = pool.Lease{}, false
 	s.setUpstream(nil, nil)
 	if err := s.attach(nested); err != nil {
-		return werr
+		return nil, err
 	}
-	return s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
+	return s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true), nil
 }
 
 // endCount ends the member's count of the call (pooled) or connection (session mode).

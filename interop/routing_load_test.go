@@ -262,6 +262,9 @@ func (l *routeLoad) sleep(d time.Duration) {
 // routeLost reports whether a call failed as one lost in flight does: the dispatcher
 // closed the client's connection, as the lost daemon's would be.
 func routeLost(err string) bool {
+	if strings.Contains(err, "pyro-dispatch") { // an exception: the dispatcher answered
+		return false
+	}
 	return strings.HasSuffix(err, "EOF") || strings.Contains(err, "connection reset by peer")
 }
 

@@ -243,7 +243,7 @@ func (g *Group) Pick(req *Request, tried Tried) (*Member, error) {
 // tried (a sidecar's backend), the attempt's error says it all and is returned as it is.
 func (g *Group) NoHealthy(attempts map[*Member]error) error {
 	if len(g.members) == 1 && attempts[g.members[0]] != nil {
-		return attempts[g.members[0]]
+		return &NoHealthyError{Group: g.Name, Only: attempts[g.members[0]]}
 	}
 	parts := make([]string, 0, len(g.members))
 	for _, m := range g.members {
@@ -260,8 +260,12 @@ func (g *Group) NoHealthy(attempts map[*Member]error) error {
 type NoHealthyError struct {
 	Group string
 	Why   string // each member and why
+	Only  error  // a group of one: its member's error, which says it all
 }
 
 func (e *NoHealthyError) Error() string {
+	if e.Only != nil {
+		return e.Only.Error()
+	}
 	return "no healthy backend in group " + e.Group + " (" + e.Why + ")"
 }

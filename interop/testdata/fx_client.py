@@ -17,8 +17,9 @@
 #   inflight URI DIR N              N threads, each with its proxy, call slow(30); "outcomes"
 #                                   once every call ended; waits for DIR/restarted; each
 #                                   proxy calls echo again.
-#   cycle URI THREADS ROUNDS WANT   THREADS threads call process([...]) ROUNDS times; WANT is
-#                                   the JSON result each call must return.
+#   cycle URI THREADS ROUNDS WANT   THREADS threads call process([...]) ROUNDS times, each
+#                                   until its first error; WANT is the JSON result each
+#                                   call must return.
 # An outcome is {"ok": result} or {"class": "Pyro4.errors.X", "error": str}, with "seconds".
 import json
 import os
@@ -211,18 +212,20 @@ def cycle(uri, threads, rounds, want):
 
     def worker(i):
         out = []
-        with proxy(uri, 15) as p:
+        results[i] = out
+        with proxy(uri, 8) as p:
             for r in range(rounds):
                 o = outcome(lambda: p.process(["hello-%d-%d" % (i, r)]))
                 if "ok" in o and o["ok"] != want:
                     o["wrong_reply"] = True
                 out.append(o)
-        results[i] = out
+                if "class" in o:
+                    break  # a deadlocked cycle: no more rounds
 
     ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     for t in ts:
         t.start()
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 20
     for t in ts:
         t.join(max(0.1, deadline - time.monotonic()))
     return {"threads": results}
