@@ -363,28 +363,21 @@ func (p *Pool) fill(key string) error {
 	if p.Warm > p.MaxIdle {
 		return fieldErr(key+".warm", "%d is more than max_idle %d", p.Warm, p.MaxIdle)
 	}
-	if p.MaxWaiters == 0 {
-		p.MaxWaiters = d.MaxWaiters
-	}
-	if p.WaitTimeout == 0 {
-		p.WaitTimeout = d.WaitTimeout
-	}
-	if p.IdleTimeout == 0 {
-		p.IdleTimeout = d.IdleTimeout
-	}
-	if p.HealthInterval == 0 {
-		p.HealthInterval = d.HealthInterval
-	}
-	if p.Handshakes == 0 {
-		p.Handshakes = d.Handshakes
-	}
-	if p.BackoffMax == 0 {
-		p.BackoffMax = d.BackoffMax
-	}
-	if p.MaxIdleTime == 0 {
-		p.MaxIdleTime = d.MaxIdleTime
+	orDefault(&p.MaxWaiters, d.MaxWaiters)
+	orDefault(&p.Handshakes, d.Handshakes)
+	for _, v := range []struct{ v, d *time.Duration }{{&p.WaitTimeout, &d.WaitTimeout}, {&p.IdleTimeout, &d.IdleTimeout},
+		{&p.HealthInterval, &d.HealthInterval}, {&p.BackoffMax, &d.BackoffMax}, {&p.MaxIdleTime, &d.MaxIdleTime}} {
+		orDefault(v.v, *v.d)
 	}
 	return nil
+}
+
+// orDefault sets *v to d when it is unset (zero).
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // lineOf finds the line of a dotted key such as "listeners[0].backend" in a YAML tree.

@@ -614,16 +614,19 @@ type pipelinedCall struct {
 
 // relayPipelined sends request m on a shared connection of a member of the call's group
 // and returns without waiting for the reply, which the connection's reader delivers. A
-// small request is read whole first: it goes onto a shared connection only once it is
-// complete, so a client that leaves halfway costs no one else.
+// request goes onto a shared connection only once it is complete, so that a client that
+// leaves halfway costs no one else: a small one is read whole first; a large one (over
+// buffered_payload) gets a connection reserved for it, where it is spliced from the
+// client once the calls already on it are answered, and no other call is queued behind
+// it until its reply came.
 func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, method string) error {
-	if m.Header.DataLen > s.srv.bufferedLimit {
-		return s.relayPipelinedLarge(m, start, object, method)
+	large := m.Header.DataLen > s.srv.bufferedLimit
+	if !large {
+		if err := s.cr.ReadRest(m); err != nil {
+			return fmt.Errorf("reading request: %w", err)
+		}
+		s.setClientDeadline(0)
 	}
-	if err := s.cr.ReadRest(m); err != nil {
-		return fmt.Errorf("reading request: %w", err)
-	}
-	s.setClientDeadline(0)
 	h := m.Header
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	_, nested := m.Annotations.Lookup(frame.CORR) // from the client: maybe nested in a call
@@ -639,70 +642,45 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		if x, c, err = s.pipeConn(nested); err != nil {
 			break
 		}
-		*s.call = pipelinedCall{x: x, member: s.member, on: c, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
+		if large {
+			<-c.reserve()
+		}
+		*s.call = pipelinedCall{x: x, member: s.member, on: c, reserved: large, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
 		s.member.Begin()
-		if err = c.send(s, s.head, m.Payload, oneway); err == nil {
+		queued := false
+		if large {
+			queued, err = c.sendLarge(s, s.head, m, oneway)
+		} else if err = c.send(s, s.head, m.Payload, oneway); err == nil {
+			queued = true
+		}
+		if queued {
 			if oneway {
-				x.releaseSlot()
-				s.member.End()
-				s.logCall(h, corr, object, method, start, "oneway", 0)
+				s.endPipelined(x, c, large)
+				if err == nil {
+					s.logCall(h, corr, object, method, start, "oneway", 0)
+				}
 			}
-			return nil // a failed write fails the connection: its reader ends the call
+			if fromClient(err) {
+				return err // the session ends; its call is ended by the reader
+			}
+			return nil // a failed write failed the connection: its reader ends the call
 		}
 		s.pending = false
-		s.member.End()
-		x.releaseSlot()
+		s.endPipelined(x, c, large)
 	}
 	// No connection took it: nothing was sent.
 	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
 }
 
-// relayPipelinedLarge sends a request too large to buffer on a connection of the call's
-// group reserved for it: once the calls already on it are answered, it is spliced from
-// the client, and no other call is queued on that connection until its reply came. A
-// client that vanishes halfway costs only that connection and that call.
-func (s *Session) relayPipelinedLarge(m *frame.Message, start time.Time, object, method string) error {
-	h := m.Header
-	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
-	_, nested := m.Annotations.Lookup(frame.CORR) // from the client: maybe nested in a call
-	corr := s.rewriteRequest(m)
-	s.logger() // built now: the connection's reader logs for this session
-	if s.call == nil {
-		s.call = &pipelinedCall{done: make(chan struct{}, 1)}
-	}
-	var err error
-	for try := 0; try < 2; try++ { // a connection that failed just before: take another
-		var x *mux
-		var c *muxConn
-		if x, c, err = s.pipeConn(nested); err != nil {
-			break
-		}
-		<-c.reserve()
-		*s.call = pipelinedCall{x: x, member: s.member, on: c, reserved: true, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
-		s.pending = !oneway
-		s.member.Begin()
-		var queued bool
-		if queued, err = c.sendLarge(s, s.head, m, oneway); queued {
-			if oneway {
-				c.unreserve()
-				x.releaseSlot()
-				s.member.End()
-			}
-			if fromClient(err) {
-				return err // the session ends; its call is ended by the reader
-			}
-			if oneway && err == nil {
-				s.logCall(h, corr, object, method, start, "oneway", 0)
-			}
-			return nil // a failed write failed the connection: its reader ends the call
-		}
+// endPipelined ends a call that expects no reply, or that no connection took: its slot,
+// its member's count, its reservation.
+func (s *Session) endPipelined(x *mux, c *muxConn, reserved bool) {
+	if reserved {
 		c.unreserve()
-		s.pending = false
-		s.member.End()
-		x.releaseSlot()
 	}
-	return s.refuseCall(m, errors.New("pyro-dispatch: "+poolReason(err, s.member, s.hs.pool)))
+	x.releaseSlot()
+	s.member.End()
 }
 
 // pipeConn takes an in-flight slot and a connection of a mux of the call's group: a

@@ -29,13 +29,18 @@ func pipelined(maxOpen, depth int) func(*config.Config) {
 	}
 }
 
+// commTimeout is how long an echoBackend stays idle after a lastReply before it closes
+// the connection, as a Pyro4 daemon's COMMTIMEOUT would.
+const commTimeout = 50 * time.Millisecond
+
 // answer is what an echoBackend does with one message.
 type answer int
 
 const (
-	reply  answer = iota // send the reply
-	silent               // send nothing
-	hangUp               // close the connection
+	reply     answer = iota // send the reply
+	silent                  // send nothing
+	hangUp                  // close the connection
+	lastReply               // send the reply, stay idle commTimeout, then close the connection
 )
 
 // echoBackend is a Pyro4 peer that reads each whole message and answers CONNECT with
@@ -53,11 +58,15 @@ func echoBackend(tb testing.TB, twist func(r *frame.Reader, m *frame.Message, h 
 			if m.Header.Type == frame.Connect {
 				h.Type = frame.ConnectOK
 			}
-			switch twist(r, &m, &h) {
+			switch a := twist(r, &m, &h); a {
 			case hangUp:
 				return
-			case reply:
+			case reply, lastReply:
 				if _, err := c.Write(frame.AppendMessage(nil, h, nil, m.Payload)); err != nil {
+					return
+				}
+				if a == lastReply {
+					time.Sleep(commTimeout)
 					return
 				}
 			}

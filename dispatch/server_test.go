@@ -134,25 +134,13 @@ func TestOwnReplyLeavesNoDeadline(t *testing.T) {
 // client's connection closed within 100 ms, as a direct connection would be; the reply it
 // sent before still reaches the client.
 func TestSessionDaemonIdleCloseClosesClient(t *testing.T) {
-	closed := make(chan time.Time, 1)
-	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err != nil || r.ReadRest(&m) != nil {
-				return
-			}
-			h := m.Header
-			h.Type, h.Flags = frame.Result, 0
-			if m.Header.Type == frame.Connect {
-				h.Type = frame.ConnectOK
-			}
-			c.Write(frame.AppendMessage(nil, h, nil, m.Payload))
-			if m.Header.Type == frame.Invoke {
-				time.Sleep(50 * time.Millisecond) // idle: then its COMMTIMEOUT closes it
-				closed <- time.Now()
-				return
-			}
+	replied := make(chan time.Time, 1)
+	ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if m.Header.Type != frame.Invoke {
+			return reply
 		}
+		replied <- time.Now()
+		return lastReply
 	})
 	_, addr := startProxy(t, ln.Addr().String(), nil)
 	g := dialClient(t, addr)
@@ -160,7 +148,7 @@ func TestSessionDaemonIdleCloseClosesClient(t *testing.T) {
 		t.Fatalf("call: %v", h.Type)
 	}
 	g.expectClosed(t)
-	if d := time.Since(<-closed); d > 100*time.Millisecond {
+	if d := time.Since(<-replied) - commTimeout; d > 100*time.Millisecond {
 		t.Errorf("client closed %v after the daemon closed, want within 100ms", d)
 	}
 }

@@ -294,21 +294,7 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 			p.mu.Unlock()
 			return Lease{}, de
 		}
-		p.open++
-		p.dialing++
-		p.mu.Unlock()
-		started := time.Now()
-		nc, err := p.dial(ctx)
-		p.mu.Lock()
-		c, err := p.dialedLocked(ctx, started, nc, err)
-		if err == nil {
-			p.inUse++
-		}
-		p.mu.Unlock()
-		if err != nil {
-			return Lease{}, err
-		}
-		return c.lease(), nil
+		return p.dialLeaseLocked(ctx)
 	}
 	if len(p.waiters) >= p.cfg.MaxWaiters {
 		p.mu.Unlock()
@@ -376,9 +362,15 @@ func (p *Pool) AcquireBeyond(ctx context.Context) (Lease, error) {
 		p.mu.Unlock()
 		return Lease{}, ErrClosed
 	}
+	p.stats.Beyond++
+	return p.dialLeaseLocked(ctx)
+}
+
+// dialLeaseLocked (p.mu held, and released) dials a connection for the caller and leases
+// it to it.
+func (p *Pool) dialLeaseLocked(ctx context.Context) (Lease, error) {
 	p.open++
 	p.dialing++
-	p.stats.Beyond++
 	p.mu.Unlock()
 	started := time.Now()
 	nc, err := p.dial(ctx)

@@ -376,29 +376,29 @@ func anyPattern(pats []func(string) bool, s string) bool {
 	return false
 }
 
+// needNames says what each fact a rule may read is, for check.
+var needNames = []struct {
+	need needs
+	name string
+}{
+	{needClient, "client address"},
+	{needSerializer, "serializer id"},
+	{needAnnotation, "annotations"},
+	{needObject, "object id (CONNECT or call payload peek, or BLBI)"},
+	{needMethod, "method name (call payload peek, or BLBI)"},
+	{needBlob, "SerializedBlob info (BLBI annotation)"},
+}
+
 // describeNeeds says what a rule reads to match, for check.
 func describeNeeds(n needs) string {
 	if n == 0 {
 		return "matches everything"
 	}
 	var parts []string
-	if n&needClient != 0 {
-		parts = append(parts, "client address")
-	}
-	if n&needSerializer != 0 {
-		parts = append(parts, "serializer id")
-	}
-	if n&needAnnotation != 0 {
-		parts = append(parts, "annotations")
-	}
-	if n&needObject != 0 {
-		parts = append(parts, "object id (CONNECT or call payload peek, or BLBI)")
-	}
-	if n&needMethod != 0 {
-		parts = append(parts, "method name (call payload peek, or BLBI)")
-	}
-	if n&needBlob != 0 {
-		parts = append(parts, "SerializedBlob info (BLBI annotation)")
+	for _, f := range needNames {
+		if n&f.need != 0 {
+			parts = append(parts, f.name)
+		}
 	}
 	s := "needs " + strings.Join(parts, ", ")
 	if n&(needObject|needMethod) != 0 {
