@@ -811,6 +811,19 @@ func routeWork(seconds float64) func(int, int) (string, frame.Annotations, strin
 	}
 }
 
+// routeTwoReplicas starts real Pyro4 replicas r0 and r1 and returns their group
+// (health checks every 200 ms, fall 2, rise 1, eject 500 ms), processes and addresses.
+func routeTwoReplicas(t *testing.T) (config.Backend, []*pyro4test.Process, []string) {
+	g := config.Backend{Name: "replicas", Health: config.Health{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 1}, Eject: 500 * time.Millisecond}
+	procs := make([]*pyro4test.Process, 2)
+	addrs := make([]string, 2)
+	for i, name := range []string{"r0", "r1"} {
+		procs[i], addrs[i] = routeDaemonAt(t, name, "")
+		g.Members = append(g.Members, config.Member{Address: addrs[i]})
+	}
+	return g, procs, addrs
+}
+
 // TestRoutingRestartedReplicaIdleConnections: pooled mode, two real Pyro4 replicas (round
 // robin, health checks every 200 ms, fall 2, rise 1). 16 clients call work(100 ms) at
 // once, so the pool of each replica opens several connections, idle once the calls are
@@ -826,13 +839,7 @@ func TestRoutingRestartedReplicaIdleConnections(t *testing.T) {
 	for _, pipeline := range []int{1, 8} {
 		t.Run(fmt.Sprintf("pipeline %d", pipeline), func(t *testing.T) {
 			t.Parallel()
-			g := config.Backend{Name: "replicas", Health: config.Health{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 1}, Eject: 500 * time.Millisecond}
-			procs := make([]*pyro4test.Process, 2)
-			addrs := make([]string, 2)
-			for i, name := range []string{"r0", "r1"} {
-				procs[i], addrs[i] = routeDaemonAt(t, name, "")
-				g.Members = append(g.Members, config.Member{Address: addrs[i]})
-			}
+			g, procs, addrs := routeTwoReplicas(t)
 			p := routeProxy(t, config.ModePooled, []config.Backend{g}, []config.Route{{To: "replicas"}},
 				func(c *config.Config) { c.Listeners[0].Pool.Pipeline = pipeline })
 			l := routeStart(t, routeSpec{addr: p.addr, object: "svc", clients: 16, calls: 1, call: routeWork(0.1), classify: routeWho})
@@ -879,13 +886,7 @@ func TestRoutingKilledReplicaPoolWaiters(t *testing.T) {
 		kill := c.kill
 		t.Run(fmt.Sprintf("%d of 2 killed", kill), func(t *testing.T) {
 			t.Parallel()
-			g := config.Backend{Name: "replicas", Health: config.Health{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 1}, Eject: 500 * time.Millisecond}
-			procs := make([]*pyro4test.Process, 2)
-			addrs := make([]string, 2)
-			for i, name := range []string{"r0", "r1"} {
-				procs[i], addrs[i] = routeDaemonAt(t, name, "")
-				g.Members = append(g.Members, config.Member{Address: addrs[i]})
-			}
+			g, procs, addrs := routeTwoReplicas(t)
 			p := routeProxy(t, config.ModePooled, []config.Backend{g}, []config.Route{{To: "replicas"}}, func(c *config.Config) {
 				c.Listeners[0].Pool.MaxOpen, c.Listeners[0].Pool.WaitTimeout, c.Timeouts.Dial = 2, 5*time.Second, dial
 			})
