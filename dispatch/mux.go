@@ -227,6 +227,12 @@ func (x *mux) openDone() {
 	}
 }
 
+// errReplyCut fails a connection whose client left in the middle of a spliced reply.
+var errReplyCut = errors.New("a client left in the middle of its spliced reply")
+
+// errReserved refuses a small call on a connection a large request reserved meanwhile.
+var errReserved = errors.New("connection reserved by a large request")
+
 // errRetired ends a connection retired (retireExpiredLocked) once its calls are answered.
 var errRetired = errors.New("pipelined connection retired (max_lifetime or max_idle_time)")
 
@@ -300,8 +306,11 @@ func (x *mux) remove(c *muxConn) {
 // connection, whose reader then answers every call queued on it.
 func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.err != nil || c.reserved {
 		err := c.err
+		if err == nil {
+			err = errReserved // reserved since it was picked: the caller takes another
+		}
 		c.mu.Unlock()
 		return err
 	}
@@ -453,18 +462,26 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 
 // pop returns the session owning the next reply, or nil.
 func (c *muxConn) pop() *Session {
+	s, freed := c.popLocked()
+	if freed {
+		c.x.signalFreed() // after c.mu is released: x.mu comes first
+	}
+	return s
+}
+
+// popLocked is pop under c.mu; freed reports that the last abandoned call on c ended.
+func (c *muxConn) popLocked() (s *Session, freed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.head == len(c.calls) {
-		return nil
+		return nil, false
 	}
-	s := c.calls[c.head]
+	s = c.calls[c.head]
 	c.calls[c.head] = nil
 	c.head++
 	if s.call.abandoned {
-		if c.abandoned--; c.abandoned == 0 {
-			defer c.x.signalFreed() // after c.mu: x.mu comes first
-		}
+		c.abandoned--
+		freed = c.abandoned == 0
 	}
 	if c.head == len(c.calls) {
 		if c.drained != nil {
@@ -482,7 +499,7 @@ func (c *muxConn) pop() *Session {
 			c.lease.Conn.SetReadDeadline(time.Now().Add(d))
 		}
 	}
-	return s
+	return s, freed
 }
 
 // readLoop reads replies and hands each to the session whose call is oldest, until the
@@ -536,7 +553,7 @@ func (c *muxConn) readLoop() {
 	}
 	switch {
 	case len(pending) > 0:
-		if !errors.Is(err, pool.ErrClosed) {
+		if !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errReplyCut) {
 			c.x.h.key.member.Failed(err)
 		}
 		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.member.Addr),
@@ -578,6 +595,15 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 			if err = r.Discard(m); err == nil {
 				outcome = "client gone"
 			}
+		}
+		if err != nil {
+			// Cut mid-splice: the stream's position is unknown. The connection is failed
+			// before the call ends, so that no call is queued on it any more; the daemon
+			// is not to blame.
+			err = fmt.Errorf("%w: %v", errReplyCut, err)
+			c.mu.Lock()
+			c.failLocked(err)
+			c.mu.Unlock()
 		}
 	}
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
