@@ -40,7 +40,6 @@ type Decision struct {
 // Router holds a listener's compiled rules and its decision cache. Safe for concurrent use.
 type Router struct {
 	name   string
-	mode   string
 	rules  []*rule
 	needs  needs
 	chunks []frame.ChunkID // annotations the rules read, sorted
@@ -78,7 +77,7 @@ type annMatch struct {
 }
 
 func newRouter(l *config.Listener, groups map[string]*Group) (*Router, error) {
-	r := &Router{name: l.Name, mode: l.Mode, seed: maphash.MakeSeed()}
+	r := &Router{name: l.Name, seed: maphash.MakeSeed()}
 	routes := l.Routes
 	if len(l.Backend) > 0 { // the listener's own backend takes what no route takes
 		routes = append(append([]config.Route(nil), routes...), config.Route{To: l.Name})
