@@ -12,6 +12,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
@@ -210,6 +211,7 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 		return nil, pool.ErrClosed
 	}
 	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth), lastUsed: time.Now()}
+	c.wbuf.pipe = splice.New() // closed by readLoop
 	if x.lifetime > 0 {
 		c.expires = time.Now().Add(x.lifetime)
 	}
@@ -227,8 +229,9 @@ func (x *mux) openDone() {
 	}
 }
 
-// errReplyCut fails a connection whose client left in the middle of a spliced reply.
-var errReplyCut = errors.New("a client left in the middle of its spliced reply")
+// errClientLeft fails a connection reserved for a large request whose client left in
+// the middle of sending it: no other call is on it, and the daemon is not to blame.
+var errClientLeft = errors.New("the client left in the middle of its large request")
 
 // errReserved refuses a small call on a connection a large request reserved meanwhile.
 var errReserved = errors.New("connection reserved by a large request")
@@ -453,7 +456,12 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 	c.mu.Lock()
 	c.spare = before[:0]
 	if err != nil {
-		c.failLocked(fmt.Errorf("writing a large request: %w", err))
+		if fromClient(err) {
+			err = fmt.Errorf("%w: %v", errClientLeft, err)
+		} else {
+			err = fmt.Errorf("writing a large request: %w", err)
+		}
+		c.failLocked(err)
 	}
 	c.mu.Unlock()
 	c.flushLocked()
@@ -506,6 +514,7 @@ func (c *muxConn) popLocked() (s *Session, freed bool) {
 // connection fails; then every pending call gets a pyro-dispatch CommunicationError.
 func (c *muxConn) readLoop() {
 	defer c.x.readers.Done()
+	defer c.wbuf.pipe.Close()
 	r := c.lease.Reader
 	var err error
 	var unfinished *Session // the call whose reply failed, ended with the others below
@@ -552,8 +561,9 @@ func (c *muxConn) readLoop() {
 		c.lost(s, err)
 	}
 	switch {
+	case errors.Is(err, errClientLeft): // only that client's call was on it; lost said why
 	case len(pending) > 0:
-		if !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errReplyCut) {
+		if !errors.Is(err, pool.ErrClosed) {
 			c.x.h.key.member.Failed(err)
 		}
 		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.member.Addr),
@@ -565,10 +575,11 @@ func (c *muxConn) readLoop() {
 
 // deliver relays reply m to session s's client and completes the call, unless the reply
 // could not be read (finished false: the caller ends the call). Only an upstream failure
-// is returned. A client that cannot take its reply (gone, or not reading within
-// the header timeout) is closed; the rest of its reply is read past so that the connection
-// stays in step, except after a failure in the middle of a spliced reply, which may be on
-// either side and leaves the stream's position unknown: that fails the connection.
+// is returned. A client that cannot take its reply (gone, or not reading within the
+// header timeout) is closed; the rest of its reply is read past so that the connection
+// stays in step and the calls queued behind it carry on: the connection's pipe
+// (splice.Pipe) knows how much of a spliced reply it took from the backend when the
+// client's side failed. Only where that cannot be known is the connection failed.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
 	limit := s.srv.bufferedLimit
 	if m.Header.DataLen <= limit {
@@ -591,16 +602,15 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 		s.client.Close() // gone, too slow, or its reply cut short: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 		outcome = "error"
-		if fromClient(err) { // the writev failed: nothing was spliced, the rest can be skipped
+		if fromClient(err) { // the reader's position is known: the rest can be skipped
 			if err = r.Discard(m); err == nil {
 				outcome = "client gone"
 			}
 		}
 		if err != nil {
-			// Cut mid-splice: the stream's position is unknown. The connection is failed
-			// before the call ends, so that no call is queued on it any more; the daemon
-			// is not to blame.
-			err = fmt.Errorf("%w: %v", errReplyCut, err)
+			// The backend failed mid-reply (or, without a pipe, the position is unknown).
+			// The connection is failed before the call ends, so that no call is queued
+			// on it any more.
 			c.mu.Lock()
 			c.failLocked(err)
 			c.mu.Unlock()
@@ -617,6 +627,13 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 // reconnect. The call is never sent again.
 func (c *muxConn) lost(s *Session, err error) {
 	s.client.Close()
+	if errors.Is(err, errClientLeft) {
+		s.logger().Info("client left in the middle of its large request: its upstream connection is closed",
+			zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
+		s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "client gone", 0)
+		s.finishCall()
+		return
+	}
 	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
 		zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "lost", 0)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
@@ -620,13 +621,17 @@ func (s *Session) forwardReply(m *frame.Message) error {
 type writer struct {
 	iov  [3][]byte
 	bufs net.Buffers
+	// pipe, when set, moves large payloads instead of io.CopyN, and knows which side
+	// failed midway and how much it took from the source (see deliver).
+	pipe *splice.Pipe
 }
 
 // send writes message m, read by r, to dst: head (or, when nil, m's own header and
 // annotations) and the payload in one writev when the payload is at most limit bytes,
 // otherwise the buffered prefix and then the rest moved from the source socket by
-// io.CopyN, which splices between TCP or unix sockets. srcIsClient tells which side a
-// failure is on (copyError).
+// io.CopyN, which splices between TCP or unix sockets (or by w.pipe). srcIsClient tells
+// which side a failure is on (copyError); after io.CopyN a failure is put on the source's
+// side, w.pipe tells the side that failed.
 func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []byte, limit int, srcIsClient bool) error {
 	if m.Remaining > 0 && m.Header.DataLen <= limit {
 		if err := r.ReadRest(m); err != nil { // m's slices may have moved with the buffer
@@ -642,7 +647,11 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 	if _, err := w.bufs.WriteTo(dst); err != nil {
 		return &copyError{fromClient: !srcIsClient, err: err}
 	}
-	if m.Remaining > 0 {
+	if m.Remaining > 0 && w.pipe != nil {
+		if _, err := r.MoveRest(dst, m, w.pipe.Copy); err != nil {
+			return &copyError{fromClient: srcIsClient != splice.IsDst(err), err: err}
+		}
+	} else if m.Remaining > 0 {
 		if _, err := r.CopyRest(dst, m); err != nil {
 			return &copyError{fromClient: srcIsClient, err: err}
 		}

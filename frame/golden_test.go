@@ -278,7 +278,7 @@ func TestGoldenReader(t *testing.T) {
 	}
 	for _, size := range []int{0, frame.HeaderSize, 64, 1 << 16} {
 		for srcName, src := range sources {
-			for _, consume := range []string{"ReadRest", "CopyRest", "Discard"} {
+			for _, consume := range []string{"ReadRest", "CopyRest", "MoveHalf", "Discard"} {
 				t.Run(fmt.Sprintf("size%d/%s/%s", size, srcName, consume), func(t *testing.T) {
 					for _, k := range names {
 						readGoldenStream(t, k, streams[k], frame.NewReader(src(goldenConcat(streams[k])), size, frame.Limits{}), consume)
@@ -332,6 +332,29 @@ func readGoldenStream(t *testing.T, name string, vs []*goldenVector, r *frame.Re
 			}
 			if got = append(got, rest.Bytes()...); !bytes.Equal(got, want) {
 				t.Fatalf("%s: CopyRest gave payload %x, want %x", v.name(), got, want)
+			}
+		case "MoveHalf":
+			// A move that takes half of the rest and fails (its destination gone): the
+			// rest can still be discarded, and the stream stays in step.
+			got := append([]byte(nil), m.Payload...)
+			var rest bytes.Buffer
+			errGone := errors.New("destination gone")
+			half := func(dst io.Writer, src io.Reader, n int64) (int64, error) {
+				k, err := io.CopyN(dst, src, n/2)
+				if err == nil {
+					err = errGone
+				}
+				return k, err
+			}
+			n := m.Remaining
+			if k, err := r.MoveRest(&rest, &m, half); (n > 0 && err != errGone) || k != int64(n/2) || m.Remaining != n-n/2 {
+				t.Fatalf("%s: MoveRest = %d, %v; %d remaining of %d", v.name(), k, err, m.Remaining, n)
+			}
+			if got = append(got, rest.Bytes()...); !bytes.HasPrefix(want, got) {
+				t.Fatalf("%s: MoveRest moved %x, want a prefix of %x", v.name(), got, want)
+			}
+			if err := r.Discard(&m); err != nil {
+				t.Fatalf("%s: Discard after MoveRest: %v", v.name(), err)
 			}
 		case "Discard":
 			if err := r.Discard(&m); err != nil {

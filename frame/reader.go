@@ -233,6 +233,27 @@ func (r *Reader) CopyRest(dst io.Writer, m *Message) (int64, error) {
 	return n, err
 }
 
+// MoveRest hands the rest of m's payload to move, which takes it straight from the
+// source (such as splice.Pipe.Copy) and returns how many bytes it took, also on failure;
+// the reader's position follows, so that after a failure on dst's side the rest can still
+// be discarded and the stream stays in step.
+func (r *Reader) MoveRest(dst io.Writer, m *Message, move func(dst io.Writer, src io.Reader, n int64) (int64, error)) (int64, error) {
+	if m.Remaining != r.pending {
+		return 0, fmt.Errorf("frame: MoveRest on a message that is not the current one")
+	}
+	if m.Remaining == 0 {
+		return 0, nil
+	}
+	src := r.src
+	if w, ok := src.(Wrapper); ok {
+		src = w.Inner()
+	}
+	n, err := move(dst, src, int64(m.Remaining))
+	r.pending -= int(n)
+	m.Remaining -= int(n)
+	return n, err
+}
+
 // Discard reads and drops the rest of m's payload.
 func (r *Reader) Discard(m *Message) error {
 	_, err := r.CopyRest(io.Discard, m)
