@@ -102,7 +102,7 @@ func (x *mux) releaseSlot() { <-x.slots }
 // gives its calls the incoming call's id): it takes only a connection with no call on it,
 // opening one, beyond max_open when the pool is full, rather than wait behind a call
 // whose daemon thread may be waiting for it, directly or through a cycle of calls.
-func (x *mux) conn(nested bool) (*muxConn, error) {
+func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 	waited := false
 	for {
 		x.mu.Lock()
@@ -161,7 +161,7 @@ func (x *mux) conn(nested bool) (*muxConn, error) {
 			x.dialed = make(chan struct{})
 		}
 		x.mu.Unlock()
-		return x.open(best, waits && best == nil)
+		return x.open(best, waits && best == nil, lastResort)
 	}
 }
 
@@ -179,8 +179,9 @@ func (x *mux) await(ch <-chan struct{}) error {
 
 // open leases a new connection for the mux and starts its reader; when the pool has none
 // to give, best (if any) is shared instead. A nested call that no connection may take
-// (each carries the call it is nested in) gets one beyond max_open when it must.
-func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
+// (each carries the call it is nested in) gets one beyond max_open when it must; a call
+// with no other member to go to dials even while the pool backs off (lastResort).
+func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 	var lease pool.Lease
 	var err error
 	full := x.h.pool.Full()
@@ -194,6 +195,8 @@ func (x *mux) open(best *muxConn, nested bool) (*muxConn, error) {
 		lease, err = x.h.pool.AcquireBeyond(context.Background())
 		x.srv.log.Info("opened a backend connection beyond pool.max_open for a nested call (a call cycle through the dispatcher)",
 			zap.String("backend", x.h.key.member.Addr), zap.Error(err))
+	} else if lastResort {
+		lease, err = x.h.pool.AcquireLastResort(context.Background())
 	} else {
 		lease, err = x.h.pool.Acquire(context.Background())
 	}
@@ -736,7 +739,7 @@ func (s *Session) pipeConn(nested bool) (*mux, *muxConn, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		x, c, err := s.pipeConnTo(member, nested)
+		x, c, err := s.pipeConnTo(member, nested, a.lastResort)
 		switch {
 		case err == nil:
 			return x, c, nil
@@ -754,7 +757,7 @@ func (s *Session) pipeConn(nested bool) (*mux, *muxConn, error) {
 
 // pipeConnTo takes an in-flight slot and a connection of member's mux for the session's
 // handshake, renewing the handshake once when it was evicted from the cache.
-func (s *Session) pipeConnTo(member *routing.Member, nested bool) (*mux, *muxConn, error) {
+func (s *Session) pipeConnTo(member *routing.Member, nested, lastResort bool) (*mux, *muxConn, error) {
 	h, err := s.handshakeWith(member)
 	if err != nil {
 		return nil, nil, err
@@ -765,7 +768,7 @@ func (s *Session) pipeConnTo(member *routing.Member, nested bool) (*mux, *muxCon
 		if err := x.acquireSlot(); err != nil {
 			return nil, nil, err
 		}
-		c, err := x.conn(nested)
+		c, err := x.conn(nested, lastResort)
 		if err == nil {
 			return x, c, nil
 		}

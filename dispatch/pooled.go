@@ -336,7 +336,7 @@ func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
 		// reachable (an idle one passes a non-blocking check, else one is dialed): a
 		// client reconnecting to a daemon that is down gets the CONNECTFAIL it would get
 		// directly, so that _pyroReconnect keeps trying.
-		lease, err := s.acquire(context.Background())
+		lease, err := s.acquire(context.Background(), a.lastResort)
 		if a.retry(member, err) {
 			continue
 		}
@@ -393,8 +393,13 @@ func (s *Session) handshakeWith(member *routing.Member) (*handshake, error) {
 
 // acquire leases a connection of the session's handshake s.hs, renewing the handshake
 // when it was evicted from the cache; a handshake rejected meanwhile gives its rejection.
-func (s *Session) acquire(ctx context.Context) (pool.Lease, error) {
-	lease, err := s.hs.pool.Acquire(ctx)
+// With lastResort (no other member can take the call) it dials even during a backoff.
+func (s *Session) acquire(ctx context.Context, lastResort bool) (pool.Lease, error) {
+	get := (*pool.Pool).Acquire
+	if lastResort {
+		get = (*pool.Pool).AcquireLastResort
+	}
+	lease, err := get(s.hs.pool, ctx)
 	for try := 0; try < 3 && errors.Is(err, pool.ErrClosed); try++ {
 		s.hs.mu.Lock()
 		rej := s.hs.rejected
@@ -407,26 +412,34 @@ func (s *Session) acquire(ctx context.Context) (pool.Lease, error) {
 			return lease, err
 		}
 		s.hs = h
-		lease, err = h.pool.Acquire(ctx)
+		lease, err = get(h.pool, ctx)
 	}
 	return lease, err
 }
 
 // attempt walks a group's members for one request: by the group's balance first, then
 // the next member while the last could not be reached (nothing of the request reached a
-// daemon), each at most once.
+// daemon), each at most once. When none is left, the first member passed over only
+// because its pool was backing off after a failed dial is tried once more as the last
+// resort, dialing despite the backoff: a daemon that is back serves at once.
 type attempt struct {
-	g        *routing.Group
-	tried    routing.Tried
-	errs     map[*routing.Member]error // why members failed this request; nil until one did
-	reroutes int                       // times the request was routed again (reroute)
+	g          *routing.Group
+	tried      routing.Tried
+	errs       map[*routing.Member]error // why members failed this request; nil until one did
+	reroutes   int                       // times the request was routed again (reroute)
+	backingOff *routing.Member           // the first member passed over for its pool's backoff
+	lastResort bool                      // the member next returned is that one, tried anyway
 }
 
 // next returns the member to try, or the group's NoHealthyError when none is left.
 func (a *attempt) next(req *routing.Request) (*routing.Member, error) {
 	m, err := a.g.Pick(req, a.tried)
 	if err != nil {
-		return nil, a.g.NoHealthy(a.errs)
+		if a.backingOff == nil || a.lastResort {
+			return nil, a.g.NoHealthy(a.errs)
+		}
+		a.lastResort = true
+		return a.backingOff, nil
 	}
 	a.tried = a.tried.With(a.g, m)
 	return m, nil
@@ -443,6 +456,9 @@ func (a *attempt) retry(m *routing.Member, err error) bool {
 	var rej *rejectedError
 	if !errors.As(err, &de) || errors.As(err, &rej) { // a rejection is the daemon's answer
 		return false
+	}
+	if de.Backoff && a.backingOff == nil {
+		a.backingOff = m
 	}
 	m.Failed(de.Err)
 	if a.errs == nil {

@@ -466,7 +466,7 @@ func (s *Session) attach(nested bool) error {
 					lease, err = s.hs.pool.AcquireBeyond(context.Background())
 					s.debug("a backend connection beyond pool.max_open for a call that may be nested", zap.Error(err))
 				} else {
-					lease, err = s.acquire(context.Background())
+					lease, err = s.acquire(context.Background(), a.lastResort)
 				}
 				if err == nil {
 					s.lease = lease

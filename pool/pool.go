@@ -105,11 +105,12 @@ var (
 )
 
 // DialError is a failed dial or handshake; while the pool backs off, Acquire returns the
-// last one without dialing again. A caller waiting for a connection gets it when a dial
-// the pool made on its behalf failed.
+// last one without dialing again (with Backoff set). A caller waiting for a connection
+// gets it when a dial the pool made on its behalf failed.
 type DialError struct {
-	Err   error
-	Retry time.Time // no new dial before this
+	Err     error
+	Retry   time.Time // no new dial before this
+	Backoff bool      // no dial was made for this caller: the pool is backing off
 }
 
 func (e *DialError) Error() string { return "pool: " + e.Err.Error() }
@@ -199,6 +200,7 @@ type Stats struct {
 	Timeouts       uint64        // Acquire calls that gave up after WaitTimeout
 	Stale          uint64        // idle connections found closed by the daemon when taken, and closed
 	Beyond         uint64        // connections opened past MaxOpen (AcquireBeyond)
+	LastResort     uint64        // dials made during a backoff for AcquireLastResort
 }
 
 // grant is what a waiting Acquire call receives: a connection (counted in use) or an error.
@@ -225,6 +227,7 @@ type Pool struct {
 	backoff   time.Duration
 	dialErr   *DialError
 	failedAt  time.Time // when the last dial failed
+	trying    bool      // an AcquireLastResort dial is under way during a backoff
 	stats     Stats     // counters; the gauges are filled in by Stats
 
 	drop   []*Conn       // upkeep's scratch list
@@ -257,6 +260,19 @@ func New(cfg Config) *Pool {
 // pool is below MaxOpen (unless it is backing off after a failed dial: then the
 // *DialError), else it waits (FIFO) up to WaitTimeout or until ctx ends.
 func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
+	return p.acquire(ctx, false)
+}
+
+// AcquireLastResort is Acquire for a caller with nowhere else to go (no other member of
+// its group can take the call): while the pool backs off after a failed dial, it dials
+// anyway, one such dial at a time (the others get the *DialError), so that a daemon that
+// is back serves at once rather than after the backoff, as Envoy's panic threshold
+// balances over unhealthy hosts rather than refuse everything.
+func (p *Pool) AcquireLastResort(ctx context.Context) (Lease, error) {
+	return p.acquire(ctx, true)
+}
+
+func (p *Pool) acquire(ctx context.Context, lastResort bool) (Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return Lease{}, err
 	}
@@ -291,8 +307,17 @@ func (p *Pool) Acquire(ctx context.Context) (Lease, error) {
 	now := time.Now()
 	if p.open < p.cfg.MaxOpen {
 		if de := p.dialErr; de != nil && now.Before(de.Retry) {
+			if !lastResort || p.trying {
+				p.mu.Unlock()
+				return Lease{}, &DialError{Err: de.Err, Retry: de.Retry, Backoff: true}
+			}
+			p.trying = true
+			p.stats.LastResort++
+			lease, err := p.dialLeaseLocked(ctx)
+			p.mu.Lock()
+			p.trying = false
 			p.mu.Unlock()
-			return Lease{}, de
+			return lease, err
 		}
 		return p.dialLeaseLocked(ctx)
 	}

@@ -617,7 +617,8 @@ func TestBackoff(t *testing.T) {
 	})
 	nAttempts := func() int { mu.Lock(); defer mu.Unlock(); return len(attempts) }
 
-	// failures holds the distinct DialErrors in order: one per failed attempt.
+	// failures holds the DialErrors of failed attempts in order; during a backoff,
+	// Acquire returns the last one's error without dialing (Backoff set).
 	var failures []*DialError
 	note := func(err error) *DialError {
 		t.Helper()
@@ -625,7 +626,7 @@ func TestBackoff(t *testing.T) {
 		if !errors.As(err, &de) {
 			t.Fatalf("Acquire: %v, want a *DialError", err)
 		}
-		if len(failures) == 0 || de != failures[len(failures)-1] {
+		if !de.Backoff {
 			failures = append(failures, de)
 		}
 		return de
@@ -640,11 +641,11 @@ func TestBackoff(t *testing.T) {
 		for range 5 {
 			n := nAttempts()
 			_, err := p.Acquire(context.Background())
-			note(err)
+			got := note(err)
 			if time.Now().Before(de.Retry) {
 				immediate++
-				if err != error(de) || nAttempts() != n {
-					t.Fatalf("during the backoff: %v (dialed: %v)", err, nAttempts() != n)
+				if !got.Backoff || got.Err != de.Err || !got.Retry.Equal(de.Retry) || nAttempts() != n {
+					t.Fatalf("during the backoff: %+v (dialed: %v)", got, nAttempts() != n)
 				}
 			}
 		}
@@ -990,6 +991,64 @@ func TestConcurrentFailedDialsBackOffOnce(t *testing.T) {
 	p.mu.Unlock()
 	if b != minBackoff {
 		t.Errorf("backoff %v after one outage's 8 concurrent failed dials, want %v", b, minBackoff)
+	}
+}
+
+// While the pool backs off, AcquireLastResort dials anyway, one such dial at a time: a
+// daemon that is back serves at once, and the success ends the backoff.
+func TestAcquireLastResortDuringBackoff(t *testing.T) {
+	d := newDaemon(t)
+	d.stopAccepting()
+	release := make(chan struct{})
+	var dials atomic.Int32
+	dial := dialer(d.addr, nil)
+	p := newPool(t, Config{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			if dials.Add(1) == 3 {
+				<-release // the third dial (the first last resort) is slow
+			}
+			return dial(ctx)
+		},
+		BackoffMax: time.Minute, MaxOpen: 4,
+	})
+	if _, err := p.Acquire(context.Background()); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	// Backing off: Acquire does not dial; AcquireLastResort does (and fails: still down).
+	_, err := p.Acquire(context.Background())
+	var de *DialError
+	if !errors.As(err, &de) || !de.Backoff || dials.Load() != 1 {
+		t.Fatalf("Acquire during the backoff: %v after %d dials", err, dials.Load())
+	}
+	if _, err := p.AcquireLastResort(context.Background()); !errors.As(err, &de) || de.Backoff || dials.Load() != 2 {
+		t.Fatalf("AcquireLastResort: %v after %d dials, want a fresh dial's error", err, dials.Load())
+	}
+	d.startAccepting()
+	// One last-resort dial at a time: while the slow one is under way, another caller
+	// gets the backoff's error without dialing.
+	first := make(chan result, 1)
+	go func() {
+		l, err := p.AcquireLastResort(context.Background())
+		first <- result{l, err}
+	}()
+	waitFor(t, p, "the last-resort dial", func() bool { return dials.Load() == 3 })
+	if _, err := p.AcquireLastResort(context.Background()); !errors.As(err, &de) || !de.Backoff || dials.Load() != 3 {
+		t.Fatalf("second AcquireLastResort: %v after %d dials, want the backoff's error", err, dials.Load())
+	}
+	close(release)
+	r := recv(t, first)
+	if r.err != nil {
+		t.Fatalf("last-resort dial to a daemon that is back: %v", r.err)
+	}
+	if err := invoke(r.l, 1, "back"); err != nil {
+		t.Fatal(err)
+	}
+	r.l.Release()
+	// The success ended the backoff: a plain Acquire works at once.
+	l := mustAcquire(t, p)
+	l.Release()
+	if st := p.Stats(); st.LastResort != 2 {
+		t.Errorf("LastResort = %d, want 2 (dials made)", st.LastResort)
 	}
 }
 
