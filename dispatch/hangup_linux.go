@@ -133,3 +133,25 @@ func (h *hangups) stop() {
 	syscall.Write(h.wake[1], []byte{0})
 	<-h.done
 }
+
+// clientLeft reports whether the client closed (or reset) its connection: a non-blocking
+// peek finds end of stream or an error. Bytes waiting (its next request) or nothing to
+// read mean it is still there. One system call; for a call that waited before it could
+// be sent, so that a call nobody waits for any more never reaches a daemon.
+func clientLeft(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	left := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		left = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+	})
+	return left
+}

@@ -691,6 +691,10 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		if large {
 			<-c.reserve()
 		}
+		if s.leftWhileWaiting(start, h, corr, object, method) {
+			s.endPipelined(x, c, large)
+			return errLogged
+		}
 		*s.call = pipelinedCall{x: x, member: s.member, on: c, reserved: large, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
 		s.member.Begin()

@@ -509,3 +509,61 @@ func TestAbandonedCallHoldsNoOneUp(t *testing.T) {
 		t.Errorf("the call after an abandoned one took %v: queued behind it", d)
 	}
 }
+
+// A call whose client leaves while the call waits for a backend connection (every one
+// busy) is dropped: the daemon never sees it, and the calls that held the connections
+// complete.
+func TestCallOfClientGoneWhileWaitingIsDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		maxOpen, busy int // busy slow calls fill every in-flight slot
+		depth         int
+	}{{"pooled", 1, 1, 1}, {"pipelined", 1, 2, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dropped, slow atomic.Int64
+			ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+				switch string(m.Payload) {
+				case "slow":
+					slow.Add(1)
+					time.Sleep(300 * time.Millisecond)
+				case "dropme":
+					dropped.Add(1)
+				}
+				return reply
+			})
+			_, addr := startProxy(t, ln.Addr().String(), pipelined(tc.maxOpen, tc.depth))
+			var busy []*goClient
+			for range tc.busy {
+				g := dialClient(t, addr)
+				g.send(t, frame.Invoke, 0, nil, []byte("slow"))
+				busy = append(busy, g)
+			}
+			time.Sleep(50 * time.Millisecond)
+			gone := dialClient(t, addr)
+			gone.send(t, frame.Invoke, 0, nil, []byte("dropme"))
+			time.Sleep(20 * time.Millisecond) // waiting for a connection now
+			gone.c.Close()
+			for _, g := range busy {
+				g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				m, err := g.r.Next()
+				if err == nil {
+					err = g.r.ReadRest(&m)
+				}
+				if err != nil || string(m.Payload) != "slow" {
+					t.Fatalf("busy call: %q %v", m.Payload, err)
+				}
+			}
+			after := dialClient(t, addr)
+			after.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if h := after.call(t, frame.Invoke, 0, nil, []byte("after")); h.Flags.Has(frame.FlagException) {
+				t.Fatalf("call after: %v", h.Flags)
+			}
+			if n := dropped.Load(); n != 0 {
+				t.Errorf("the daemon got the call of a client that had left %d time(s)", n)
+			}
+			if n := slow.Load(); n != int64(tc.busy) {
+				t.Errorf("the daemon got %d slow calls, want %d", n, tc.busy)
+			}
+		})
+	}
+}

@@ -395,6 +395,10 @@ func (s *Session) relayCall() error {
 	if err := s.attach(nested); err != nil {
 		return s.refuseCall(&m, err)
 	}
+	if corr, _ := m.Annotations.Lookup(frame.CORR); s.st.pooled && s.leftWhileWaiting(start, h, corr, object, method) {
+		s.detach() // nothing was written: the connection is clean
+		return errLogged
+	}
 	corr, err := s.forwardRequest(&m, !oneway)
 	s.setClientDeadline(0)
 	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && m.Header.DataLen <= s.srv.bufferedLimit {
@@ -507,6 +511,23 @@ func (s *Session) resend(m *frame.Message, nested bool, werr error) (err, refuse
 		return nil, err
 	}
 	return s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true), nil
+}
+
+// waitedLong is how long a call may take to get an upstream connection before its
+// client is checked (clientLeft) before it is sent.
+const waitedLong = time.Millisecond
+
+// leftWhileWaiting reports whether the client of a call that took longer than waitedLong
+// since start to be ready to send (waiting for a pooled connection, or for its body)
+// has left meanwhile: then the call is dropped, never reaching a daemon, and logged.
+func (s *Session) leftWhileWaiting(start time.Time, h frame.Header, corr []byte, object, method string) bool {
+	if time.Since(start) < waitedLong || !clientLeft(s.client) {
+		return false
+	}
+	s.logger().Info("client left while its call waited for a backend connection: the call is dropped, no daemon sees it",
+		zap.Stringer("corr", corrID(corr)), zap.Duration("waited", time.Since(start)))
+	s.logCall(h, corr, object, method, start, "client gone", 0)
+	return true
 }
 
 // endCount ends the member's count of the call (pooled) or connection (session mode).
