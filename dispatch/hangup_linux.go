@@ -19,6 +19,7 @@ type hangups struct {
 	wake [2]int // a pipe: stop writes to it to end run
 
 	mu       sync.Mutex
+	stopOnce sync.Once
 	next     uint32
 	sessions map[uint32]*Session
 	done     chan struct{}
@@ -130,7 +131,8 @@ func (h *hangups) stop() {
 	if h == nil {
 		return
 	}
-	syscall.Write(h.wake[1], []byte{0})
+	// Once: run closes the pipe on its way out, and Shutdown may be called again.
+	h.stopOnce.Do(func() { syscall.Write(h.wake[1], []byte{0}) })
 	<-h.done
 }
 

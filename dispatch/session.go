@@ -392,16 +392,20 @@ func (s *Session) relayCall() error {
 		}
 	}
 	_, nested := m.Annotations.Lookup(frame.CORR)
-	if err := s.attach(nested); err != nil {
+	if err := s.attach(nested, false); err != nil {
 		return s.refuseCall(&m, err)
 	}
 	if corr, _ := m.Annotations.Lookup(frame.CORR); s.st.pooled && s.leftWhileWaiting(start, h, corr, object, method) {
 		s.detach() // nothing was written: the connection is clean
 		return errLogged
 	}
+	unsent := m.Remaining // of a large request: still in the client's socket
 	corr, err := s.forwardRequest(&m, !oneway)
 	s.setClientDeadline(0)
-	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && m.Header.DataLen <= s.srv.bufferedLimit {
+	// A write that failed before any of the client's unbuffered bytes were taken can be
+	// made again: a small request is buffered whole, a large one's buffered prefix is.
+	replayable := m.Header.DataLen <= s.srv.bufferedLimit || m.Remaining == unsent
+	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && replayable {
 		var refused error
 		if err, refused = s.resend(&m, nested, err); refused != nil {
 			return s.refuseCall(&m, refused) // nothing of it reached a daemon
@@ -450,8 +454,8 @@ func (s *Session) relayCall() error {
 // client's calls stay on its member). A call that came with a correlation id may be
 // nested in a call in flight (a Pyro4 daemon's method calling out gives its calls the
 // incoming call's id) whose connection it would otherwise wait for: it gets a connection
-// beyond max_open rather than wait.
-func (s *Session) attach(nested bool) error {
+// beyond max_open rather than wait. A fresh one is newly dialed (resend).
+func (s *Session) attach(nested, fresh bool) error {
 	if !s.st.pooled {
 		return nil
 	}
@@ -466,7 +470,9 @@ func (s *Session) attach(nested bool) error {
 			if err == nil {
 				s.hs, s.member = h, member
 				var lease pool.Lease
-				if nested && s.hs.pool.Full() {
+				if fresh {
+					lease, err = s.hs.pool.AcquireNew(context.Background())
+				} else if nested && s.hs.pool.Full() {
 					lease, err = s.hs.pool.AcquireBeyond(context.Background())
 					s.debug("a backend connection beyond pool.max_open for a call that may be nested", zap.Error(err))
 				} else {
@@ -494,12 +500,12 @@ func (s *Session) attach(nested bool) error {
 	return nil
 }
 
-// resend sends a small pooled request once more, on a fresh connection, after writing it
-// to its leased one failed (werr): the daemon had closed that connection, and a daemon
-// acts on no partial message, so nothing of the request reached a daemon. A request
-// that was written whole is never sent again.
-// It returns the error of that second write, or refused when no connection could be
-// had for it.
+// resend sends a pooled request once more, on a newly dialed connection, after writing
+// it to its leased one failed (werr) before the request was written whole: the daemon
+// had closed that connection, and a daemon acts on no partial message, so nothing of the
+// request reached a daemon. A request that was written whole is never sent again, nor a
+// large one once part of it was spliced from the client. It returns the error of that
+// second write, or refused when no connection could be had for it.
 func (s *Session) resend(m *frame.Message, nested bool, werr error) (err, refused error) {
 	s.logger().Info("backend connection closed by the daemon before the request: sending it on a fresh one",
 		zap.String("backend", s.member.Addr), zap.Error(werr))
@@ -507,7 +513,7 @@ func (s *Session) resend(m *frame.Message, nested bool, werr error) (err, refuse
 	s.lease.Destroy()
 	s.lease, s.upDeadline = pool.Lease{}, false
 	s.setUpstream(nil, nil)
-	if err := s.attach(nested); err != nil {
+	if err := s.attach(nested, true); err != nil {
 		return nil, err
 	}
 	return s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true), nil

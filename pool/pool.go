@@ -391,6 +391,21 @@ func (p *Pool) AcquireBeyond(ctx context.Context) (Lease, error) {
 	return p.dialLeaseLocked(ctx)
 }
 
+// AcquireNew leases a connection dialed for the caller, never an idle one: for a request
+// whose write failed on a connection the daemon had closed, so that it does not meet
+// another one. Past MaxOpen it counts in Stats.Beyond, like AcquireBeyond.
+func (p *Pool) AcquireNew(ctx context.Context) (Lease, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return Lease{}, ErrClosed
+	}
+	if p.open >= p.cfg.MaxOpen {
+		p.stats.Beyond++
+	}
+	return p.dialLeaseLocked(ctx)
+}
+
 // dialLeaseLocked (p.mu held, and released) dials a connection for the caller and leases
 // it to it.
 func (p *Pool) dialLeaseLocked(ctx context.Context) (Lease, error) {

@@ -1066,3 +1066,34 @@ func TestMaxIdleTime(t *testing.T) {
 	}
 	l.Release()
 }
+
+// AcquireNew dials even with an idle connection in the pool, and past MaxOpen counts in
+// Stats.Beyond.
+func TestAcquireNew(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2})
+	idle := mustAcquire(t, p)
+	idle.Release()
+	l, err := p.AcquireNew(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Conn == idle.Conn {
+		t.Fatal("AcquireNew returned the idle connection")
+	}
+	if err := invoke(l, 1, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Dials != 2 || st.Beyond != 0 || st.Idle != 1 {
+		t.Fatalf("stats %+v, want 2 dials, 1 idle, none beyond", st)
+	}
+	l2, err := p.AcquireNew(context.Background()) // the idle one and l make 2: past MaxOpen
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Beyond != 1 {
+		t.Fatalf("stats %+v, want 1 beyond", st)
+	}
+	l.Release()
+	l2.Release()
+}

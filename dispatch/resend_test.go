@@ -1,0 +1,156 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/pyro-dispatch/pyro-dispatch/config"
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/pool"
+)
+
+// resendHello is the CONNECT payload (serpent) of the clients of TestPooledResend: the
+// handshake that failingUpstreams puts in the listener's cache is theirs.
+const resendHello = "hello"
+
+// failingConn is a pooled upstream connection, a real socket with its handshake done,
+// whose Write fails as a write to a connection the daemon has closed fails, once *fail is
+// set and *budget bytes were written after that: the Write that would go past the budget,
+// on any failingConn sharing fail, takes it and sends nothing. It is no syscall.Conn, so
+// the pool's idle check (a peek at the socket) passes it, as it passes a socket that the
+// daemon closes just after the check.
+type failingConn struct {
+	net.Conn
+	fail   *atomic.Bool
+	budget *atomic.Int64
+}
+
+func (c failingConn) Write(b []byte) (int, error) {
+	if c.fail.Load() && c.budget.Add(-int64(len(b))) < 0 && c.fail.CompareAndSwap(true, false) {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(),
+			Err: os.NewSyscallError("write", syscall.EPIPE)}
+	}
+	return c.Conn.Write(b)
+}
+
+// failingUpstreams gives the handshake of resendHello with the only member of srv's
+// pooled listener "t" a pool of failingConns sharing fail and budget, before any client
+// connects; dials counts the connections it makes.
+func failingUpstreams(t *testing.T, srv *Server, fail *atomic.Bool, budget, dials *atomic.Int64) {
+	connect := frame.AppendMessage(nil, frame.Header{Type: frame.Connect, Serializer: frame.Serpent}, nil, []byte(resendHello))
+	r := frame.NewReader(bytes.NewReader(connect), 0, frame.Limits{})
+	m, err := r.Next()
+	if err == nil {
+		err = r.ReadRest(&m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.listeners[0].st.Load().handshakes
+	h := hs.build(keyOf(srv.Table().Group("t").Members()[0], &m), &m)
+	h.pool.Close() // replaced before anyone sees h
+	h.pool = pool.New(pool.Config{Serializer: frame.Serpent, HealthInterval: -1, Dial: func(ctx context.Context) (net.Conn, error) {
+		c, err := h.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dials.Add(1)
+		return failingConn{c, fail, budget}, nil
+	}})
+	hs.cache.Add(h.key, h)
+}
+
+// Pooled mode (not pipelined), Session.resend: a request whose write onto an idle pooled
+// connection fails before it was written whole (the daemon had closed it: nothing reached
+// a daemon) is sent once more on a newly dialed connection, a large one too while none of
+// its unbuffered bytes were taken from the client; the client gets the daemon's reply and
+// can carry on. A request written whole and then lost with its connection (no reply), or
+// a large one whose write fails once part of it was spliced from the client (which
+// cannot be replayed), is never sent again: the client's connection is closed, as the
+// daemon's loss would close it.
+func TestPooledResend(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		payload   string // "lost": the daemon reads the request and hangs up, no reply
+		large     bool   // the payload is made longer than buffered_payload
+		failWrite bool   // a write of the request fails
+		budget    int64  // bytes written before the write that fails
+		resent    bool   // the client gets the reply; else its connection is closed
+		seen      int    // times the daemon reads the request
+		dials     int64  // upstream connections made, the CONNECT's included
+	}{
+		{name: "small-write-fails", payload: "small", failWrite: true, resent: true, seen: 1, dials: 2},
+		{name: "written-then-lost", payload: "lost", seen: 1, dials: 1},
+		{name: "large-head-write-fails", payload: "large", large: true, failWrite: true, resent: true, seen: 1, dials: 2},
+		{name: "large-splice-fails", payload: "large", large: true, failWrite: true, budget: 256 << 10, seen: 0, dials: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			seen := map[string]int{} // INVOKE payloads the daemon read
+			ln := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+				if m.Header.Type != frame.Invoke {
+					return reply
+				}
+				mu.Lock()
+				seen[string(m.Payload)]++ // before the reply or hang-up the client waits for
+				mu.Unlock()
+				if string(m.Payload) == "lost" {
+					return hangUp
+				}
+				return reply
+			})
+			srv, addr := startProxy(t, ln.Addr().String(), pipelined(config.DefaultPoolMaxOpen, 1))
+			var fail atomic.Bool
+			var budget, dials atomic.Int64
+			failingUpstreams(t, srv, &fail, &budget, &dials)
+
+			c, err := net.DialTimeout("tcp", addr, answerWithin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			g := &goClient{c: c, r: frame.NewReader(c, 0, frame.Limits{})}
+			if o := g.ask(frame.Serpent, frame.Connect, 0, []byte(resendHello)); o.h.Type != frame.ConnectOK || o.closed || o.err != nil {
+				t.Fatalf("CONNECT: %v", o)
+			}
+
+			payload := []byte(tc.payload)
+			if tc.large {
+				payload = bytes.Repeat(payload, max(srv.bufferedLimit, 2<<20)/len(payload)+1)
+			}
+			budget.Store(tc.budget)
+			fail.Store(tc.failWrite)
+			o := g.ask(frame.Serpent, frame.Invoke, 0, payload)
+			if fail.Load() {
+				t.Fatal("no write failed: the request did not go on the idle pooled connection")
+			}
+			if tc.resent {
+				for i, p := range [][]byte{payload, []byte("next call")} {
+					if i > 0 {
+						o = g.ask(frame.Serpent, frame.Invoke, 0, p)
+					}
+					if o.err != nil || o.closed || o.h.Type != frame.Result || o.h.Flags != 0 || o.h.Seq != g.seq || !bytes.Equal(o.payload, p) {
+						t.Fatalf("call %d: got %v, want the daemon's RESULT %q to seq %d", i, o, p, g.seq)
+					}
+				}
+			} else if o.err != nil || !o.closed {
+				t.Fatalf("got %v, want the client's connection closed", o)
+			}
+			mu.Lock()
+			n := seen[string(payload)]
+			mu.Unlock()
+			if n != tc.seen {
+				t.Errorf("the daemon read the request %d times, want %d", n, tc.seen)
+			}
+			if d := dials.Load(); d != tc.dials {
+				t.Errorf("%d upstream connections made, want %d", d, tc.dials)
+			}
+		})
+	}
+}
