@@ -43,6 +43,10 @@ type Listener struct {
 	// keep one upstream connection for their whole life in pooled mode.
 	Affinity []string `yaml:"affinity,omitempty"`
 	Pool     Pool     `yaml:"pool"`
+	// Serializers is the listener's serializer policy: a CONNECT in another serializer
+	// gets a CONNECTFAIL, any later message in one a SerializeError; the backend never
+	// sees them. Empty: every serializer passes (pickle, dill and cloudpickle included).
+	Serializers StringList `yaml:"serializers,omitempty"`
 }
 
 // Pool sizes the upstream connection pools of a pooled listener. There is one pool
@@ -76,6 +80,15 @@ type Limits struct {
 	MaxConnections    int      `yaml:"max_connections"`        // client connections in total
 	MaxConnectionsPer int      `yaml:"max_connections_per_ip"` // per client IP, 0 = no limit
 	BufferedPayload   ByteSize `yaml:"buffered_payload"`       // larger payloads are spliced
+	// CallsPerSecondPerIP limits the calls of all connections of one client IP (a token
+	// bucket of Burst); a call over it gets a CommunicationError, the client stays
+	// connected. 0: no limit.
+	CallsPerSecondPerIP float64 `yaml:"calls_per_second_per_ip"`
+	Burst               int     `yaml:"burst"` // calls over the rate at once (default: the rate, at least 1)
+	// ConnectionsPerSecondPerIP limits new connections of one client IP; one over it gets
+	// a CONNECTFAIL. 0: no limit.
+	ConnectionsPerSecondPerIP float64 `yaml:"connections_per_second_per_ip"`
+	ConnectionBurst           int     `yaml:"connection_burst"` // default: the rate, at least 1
 }
 
 // Timeouts holds the timeouts of the data path; zero disables one.
@@ -304,6 +317,9 @@ func (c *Config) Validate() error {
 		if err := l.Pool.fill(key + ".pool"); err != nil {
 			return err
 		}
+		if _, err := ParseSerializers(key+".serializers", l.Serializers); err != nil {
+			return err
+		}
 	}
 	lim := c.Limits
 	switch {
@@ -317,7 +333,17 @@ func (c *Config) Validate() error {
 		return fieldErr("limits.max_connections_per_ip", "must not be negative")
 	case lim.BufferedPayload < 0 || lim.BufferedPayload > 16<<20:
 		return fieldErr("limits.buffered_payload", "must be within 0..16MiB")
+	case lim.CallsPerSecondPerIP < 0:
+		return fieldErr("limits.calls_per_second_per_ip", "must not be negative")
+	case lim.Burst < 0:
+		return fieldErr("limits.burst", "must not be negative")
+	case lim.ConnectionsPerSecondPerIP < 0:
+		return fieldErr("limits.connections_per_second_per_ip", "must not be negative")
+	case lim.ConnectionBurst < 0:
+		return fieldErr("limits.connection_burst", "must not be negative")
 	}
+	c.Limits.Burst = defaultBurst(lim.Burst, lim.CallsPerSecondPerIP)
+	c.Limits.ConnectionBurst = defaultBurst(lim.ConnectionBurst, lim.ConnectionsPerSecondPerIP)
 	for key, d := range map[string]time.Duration{"timeouts.header": c.Timeouts.Header, "timeouts.idle": c.Timeouts.Idle,
 		"timeouts.dial": c.Timeouts.Dial, "timeouts.call": c.Timeouts.Call, "timeouts.drain": c.Timeouts.Drain} {
 		if d < 0 {

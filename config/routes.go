@@ -68,6 +68,10 @@ type Route struct {
 	Match Match  `yaml:"match,omitempty"`
 	To    string `yaml:"to,omitempty"`
 	Deny  string `yaml:"deny,omitempty"`
+	// Serializers is the route's serializer policy, on top of the listener's: a client
+	// or call the route takes in another serializer is refused as the listener's policy
+	// refuses it.
+	Serializers StringList `yaml:"serializers,omitempty"`
 }
 
 // Match is what a rule requires; every key given must hold, and a list matches any of
@@ -299,6 +303,12 @@ func (c *Config) validateRoutes(l *Listener, key string, groups map[string]bool)
 		if err := validateMatch(&r.Match, rk+".match", l.Mode); err != nil {
 			return err
 		}
+		if _, err := ParseSerializers(rk+".serializers", r.Serializers); err != nil {
+			return err
+		}
+		if r.Deny != "" && len(r.Serializers) > 0 {
+			return fieldErr(rk+".serializers", "a deny route refuses every serializer already")
+		}
 	}
 	return nil
 }
@@ -324,10 +334,8 @@ func validateMatch(m *Match, key, mode string) error {
 			return fieldErr(fmt.Sprintf("%s.client[%d]", key, i), "%v", err)
 		}
 	}
-	for i, s := range m.Serializer {
-		if _, ok := frame.ParseSerializer(s); !ok {
-			return fieldErr(fmt.Sprintf("%s.serializer[%d]", key, i), "unknown serializer %q (want serpent, json, marshal, pickle, dill, cloudpickle or msgpack)", s)
-		}
+	if _, err := ParseSerializers(key+".serializer", m.Serializer); err != nil {
+		return err
 	}
 	for id, pats := range m.Annotation {
 		if _, err := ParseChunkID(id); err != nil {

@@ -32,6 +32,7 @@ type Server struct {
 	bufferedLimit  int
 	accessLog      bool
 	probe          routing.Probe
+	rates          *rates   // per client IP rate limits; nil when none
 	hangups        *hangups // session mode: daemons closing idle backend connections
 
 	table     atomic.Pointer[routing.Table]
@@ -94,6 +95,7 @@ func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 		bufferedLimit:  int(cfg.Limits.BufferedPayload),
 		accessLog:      cfg.Log.Access,
 		probe:          pool.Probe,
+		rates:          newRates(cfg.Limits),
 		sessions:       map[*Session]struct{}{},
 		perIP:          map[string]int{},
 		pools:          map[*handshakes]struct{}{},
@@ -394,7 +396,7 @@ func (s *Server) admit(sess *Session) (reason string, ok bool) {
 		reason = "pyro-dispatch: too many connections from " + sess.ip + " (limit " + strconv.Itoa(lim.MaxConnectionsPer) + ")"
 		ok = s.perIP[sess.ip] <= lim.MaxConnectionsPer+rejectBacklog
 	default:
-		ok = true
+		reason, ok = sess.ipr.connectRefusal(s.rates, sess.ip), true
 	}
 	return reason, ok
 }

@@ -32,16 +32,21 @@ type Session struct {
 	client  net.Conn
 	addr    netip.Addr  // client IP, invalid on unix sockets
 	ip      string      // client IP for per-IP limits, "" on unix sockets
+	ipr     *ipRates    // its rate limits, nil when none
 	refusal string      // non-empty when over a connection limit: the CONNECTFAIL reason
 	log     *zap.Logger // with the session's fields; built by logger() when first needed
 
-	req      routing.Request // the CONNECT or call being routed
-	group    *routing.Group  // where the CONNECT or (pooled mode) the current call goes
-	member   *routing.Member // the current upstream's daemon
-	counted  bool            // member.Begin was called for the connection or call
-	upstream net.Conn        // the current upstream: for the session, or for the call (pooled)
-	cr, ur   *frame.Reader
-	cl, up   *armedConn // client and (session mode) upstream, as cr and ur read them
+	req   routing.Request // the CONNECT or call being routed
+	group *routing.Group  // where the CONNECT or (pooled mode) the current call goes
+	// The serializer policies that apply (session mode: as at the CONNECT; pooled: as
+	// at the last call's routing): the listener's, and the route's with its index.
+	lpolicy, policy config.SerializerSet
+	rule            int
+	member          *routing.Member // the current upstream's daemon
+	counted         bool            // member.Begin was called for the connection or call
+	upstream        net.Conn        // the current upstream: for the session, or for the call (pooled)
+	cr, ur          *frame.Reader
+	cl, up          *armedConn // client and (session mode) upstream, as cr and ur read them
 
 	hs     *handshake    // pooled mode: this client's handshake with the current member
 	hsSeen [4]*handshake // pooled mode: its handshakes with other members, recently used
@@ -102,6 +107,7 @@ func (s *Session) upstreamConn() net.Conn {
 func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
 	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c)}
+	s.ipr = srv.rates.of(s.ip)
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.addr, _ = netip.AddrFromSlice(a.IP)
 		s.addr = s.addr.Unmap()
@@ -154,13 +160,25 @@ func (s *Session) handshake() bool {
 		s.connectFail(&m, s.refusal)
 		return false
 	}
+	r := s.router()
+	s.lpolicy = r.Policy()
+	if err := s.checkSerializer(m.Header.Serializer, s.lpolicy, -1); err != nil {
+		s.connectFail(&m, err.Error())
+		s.logger().Warn("refused client: serializer policy", zap.Error(err))
+		return false
+	}
 	s.req.Reset(true, s.addr, &m)
-	d := s.router().Decide(&s.req)
+	d := r.Decide(&s.req)
 	if d.Group == nil {
 		s.connectFail(&m, "pyro-dispatch: "+d.Deny)
 		return false
 	}
-	s.group = d.Group
+	if err := s.checkSerializer(m.Header.Serializer, d.Serializers, d.Rule); err != nil {
+		s.connectFail(&m, err.Error())
+		s.logger().Warn("refused client: serializer policy", zap.Error(err))
+		return false
+	}
+	s.group, s.policy, s.rule = d.Group, d.Serializers, d.Rule
 	if s.st.pooled {
 		return s.handshakePooled(&m, d.Group)
 	}
@@ -211,12 +229,41 @@ func (s *Session) route(m *frame.Message) error {
 		}
 	}
 	s.req.Reset(false, s.addr, m)
-	d := s.router().Decide(&s.req)
+	r := s.router()
+	s.lpolicy = r.Policy()
+	d := r.Decide(&s.req)
 	if d.Group == nil {
 		return &deniedError{d.Deny}
 	}
-	s.group = d.Group
+	s.group, s.policy, s.rule = d.Group, d.Serializers, d.Rule
 	return nil
+}
+
+// policyError is a message refused by a serializer policy; the client gets Pyro4's
+// SerializeError, as from a daemon that does not accept the serializer.
+type policyError struct{ reason string }
+
+func (e *policyError) Error() string { return e.reason }
+
+// checkPolicies applies the listener's and the route's serializer policies to a call.
+func (s *Session) checkPolicies(ser frame.Serializer) error {
+	if err := s.checkSerializer(ser, s.lpolicy, -1); err != nil {
+		return err
+	}
+	return s.checkSerializer(ser, s.policy, s.rule)
+}
+
+// checkSerializer applies a serializer policy (the listener's when rule is -1, else that
+// route's) to a message in serializer ser.
+func (s *Session) checkSerializer(ser frame.Serializer, p config.SerializerSet, rule int) error {
+	if p.Allows(ser) {
+		return nil
+	}
+	whose := "listener " + s.st.name
+	if rule >= 0 {
+		whose = fmt.Sprintf("route %d of listener %s", rule, s.st.name)
+	}
+	return &policyError{fmt.Sprintf("pyro-dispatch: message used serializer that is not accepted: %v (the policy of %s accepts %v)", ser, whose, p)}
 }
 
 // deniedError is a call the routes refuse, with the rule's reason.
@@ -366,6 +413,16 @@ func (s *Session) relayCall() error {
 		return fmt.Errorf("protocol violation: %v message where INVOKE or PING belongs", m.Header.Type)
 	}
 	h := m.Header
+	if h.Type == frame.Invoke && !s.ipr.callAllowed() {
+		return s.refuseCall(&m, s.srv.rates.callRefusal(s.ip))
+	}
+	// A PING's payload is never deserialized (Pyro4's Message.ping uses id 42); pooled
+	// calls are routed, and checked, each on its own below.
+	if h.Type == frame.Invoke && !s.st.pooled {
+		if err := s.checkPolicies(h.Serializer); err != nil {
+			return s.refuseCall(&m, err)
+		}
+	}
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	var object, method string
 	if s.srv.accessLog && h.Type == frame.Invoke {
@@ -386,6 +443,11 @@ func (s *Session) relayCall() error {
 			return fmt.Errorf("reading request: %w", err)
 		} else if err != nil {
 			return s.refuseCall(&m, errors.New("pyro-dispatch: "+err.Error()))
+		}
+		if h.Type == frame.Invoke {
+			if err := s.checkPolicies(h.Serializer); err != nil {
+				return s.refuseCall(&m, err)
+			}
 		}
 		if s.hs.mux != nil && !s.pinned {
 			return s.relayPipelined(&m, start, object, method)
@@ -567,10 +629,20 @@ func (s *Session) refuseCall(m *frame.Message, why error) error {
 		return fmt.Errorf("reading request: %w", err)
 	}
 	s.setClientDeadline(0)
-	if m.Header.Type == frame.Ping || !m.Header.Flags.Has(frame.FlagOneway) {
-		s.sendException(m.Header, s.corr[:n], frame.ExcCommunicationError, why.Error())
+	class := frame.ExcCommunicationError
+	var pe *policyError
+	if errors.As(why, &pe) {
+		class = frame.ExcSerializeError
 	}
-	s.logger().Warn("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
+	if m.Header.Type == frame.Ping || !m.Header.Flags.Has(frame.FlagOneway) {
+		s.sendException(m.Header, s.corr[:n], class, why.Error())
+	}
+	var re *rateError
+	if errors.As(why, &re) {
+		s.debug("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
+	} else {
+		s.logger().Warn("call refused", zap.Error(why), zap.Stringer("corr", corrID(s.corr[:n])))
+	}
 	return nil
 }
 

@@ -35,6 +35,7 @@ const (
 	ExcCommunicationError = "Pyro4.errors.CommunicationError"
 	ExcDaemonError        = "Pyro4.errors.DaemonError"
 	ExcSecurityError      = "Pyro4.errors.SecurityError"
+	ExcSerializeError     = "Pyro4.errors.SerializeError"
 )
 
 // ErrUnsupportedSerializer is wrapped by the errors of AppendStringPayload and

@@ -35,6 +35,9 @@ type Decision struct {
 	Group *Group // nil when refused
 	Deny  string // the reason, when refused
 	Rule  int    // index of the rule that decided; -1 when none matched
+	// Serializers is the deciding rule's serializer policy (routes[].serializers), which
+	// the caller applies on top of the listener's; zero: none.
+	Serializers config.SerializerSet
 }
 
 // Router holds a listener's compiled rules and its decision cache. Safe for concurrent use.
@@ -44,9 +47,14 @@ type Router struct {
 	needs  needs
 	chunks []frame.ChunkID // annotations the rules read, sorted
 	fixed  *Decision       // the decision when the rules read nothing
+	policy config.SerializerSet
 	seed   maphash.Seed
 	cache  *lru.Cache[uint64, *cached]
 }
+
+// Policy returns the listener's serializer policy (listeners[].serializers); each
+// Decision carries its rule's own.
+func (r *Router) Policy() config.SerializerSet { return r.policy }
 
 // cached is one remembered decision and the exact key it was made for.
 type cached struct {
@@ -69,6 +77,7 @@ type rule struct {
 	needs      needs
 	group      *Group
 	deny       string
+	policy     config.SerializerSet
 }
 
 type annMatch struct {
@@ -78,6 +87,10 @@ type annMatch struct {
 
 func newRouter(l *config.Listener, groups map[string]*Group) (*Router, error) {
 	r := &Router{name: l.Name, seed: maphash.MakeSeed()}
+	var err error
+	if r.policy, err = config.ParseSerializers("serializers", l.Serializers); err != nil {
+		return nil, err
+	}
 	routes := l.Routes
 	if len(l.Backend) > 0 { // the listener's own backend takes what no route takes
 		routes = append(append([]config.Route(nil), routes...), config.Route{To: l.Name})
@@ -121,6 +134,9 @@ func compileRule(src config.Route, groups map[string]*Group) (*rule, error) {
 	}
 	m := &src.Match
 	var err error
+	if ru.policy, err = config.ParseSerializers("serializers", src.Serializers); err != nil {
+		return nil, err
+	}
 	if ru.object, err = compilePatterns(m.Object); err != nil {
 		return nil, err
 	}
@@ -260,7 +276,7 @@ func (r *Router) evaluate(req *Request) Decision {
 			if ru.group == nil {
 				return Decision{Deny: ru.deny, Rule: i}
 			}
-			return Decision{Group: ru.group, Rule: i}
+			return Decision{Group: ru.group, Rule: i, Serializers: ru.policy}
 		}
 	}
 	return Decision{Deny: r.noRoute(&f), Rule: -1}

@@ -164,6 +164,44 @@ listeners:
 	}
 }
 
+// Serializer policies: the listener's is the Router's, a route's comes with its
+// decision (also from the cache), and check shows both.
+func TestSerializerPolicies(t *testing.T) {
+	tab, cfg := compile(t, `
+backends: [{name: a, members: [127.0.0.1:1]}, {name: b, members: [127.0.0.1:3]}]
+listeners:
+  - name: l
+    listen: 127.0.0.1:2
+    mode: pooled
+    serializers: [serpent, json, marshal, pickle]
+    routes:
+      - {match: {object: "a.*"}, to: a, serializers: [serpent]}
+      - {to: b}
+`)
+	r := tab.Router("l")
+	if p := r.Policy(); p.Allows(frame.Dill) || !p.Allows(frame.Pickle) || p.String() != "serpent, json, marshal, pickle" {
+		t.Errorf("listener policy %v", p)
+	}
+	var req Request
+	for range 2 {
+		req.Reset(false, netip.MustParseAddr("127.0.0.1"), invoke("a.x", "run", nil))
+		if d := r.Decide(&req); d.Group.Name != "a" || d.Serializers.Allows(frame.JSON) || !d.Serializers.Allows(frame.Serpent) {
+			t.Errorf("decision %+v", d)
+		}
+		req.Reset(false, netip.MustParseAddr("127.0.0.1"), invoke("b.x", "run", nil))
+		if d := r.Decide(&req); d.Group.Name != "b" || d.Serializers != 0 || !d.Serializers.Allows(frame.Serializer(42)) {
+			t.Errorf("decision %+v", d)
+		}
+	}
+	var b bytes.Buffer
+	tab.Describe(&b, &cfg)
+	for _, want := range []string{"serializers: serpent, json, marshal, pickle)", `-> a (serializers: serpent)`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestDecideCacheHitAllocatesNothing(t *testing.T) {
 	tab, _ := compile(t, edge)
 	r := tab.Router("edge")
@@ -464,7 +502,7 @@ func TestDescribe(t *testing.T) {
 	tab.Describe(&b, &cfg)
 	out := b.String()
 	for _, want := range []string{
-		"listener edge (pooled mode, routed per call)",
+		"listener edge (pooled mode, routed per call; serializers: any)",
 		`1. match {object: "Pyro.NameServer"} -> ns`,
 		"never matches pickle",
 		`deny "not exposed at this edge"`,

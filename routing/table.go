@@ -190,7 +190,8 @@ func (t *Table) Describe(w io.Writer, cfg *config.Config) {
 	fmt.Fprintln(w, "# routes (first match wins)")
 	for _, l := range cfg.Listeners {
 		r := t.routers[l.Name]
-		fmt.Fprintf(w, "listener %s (%s mode, routed per %s):\n", l.Name, l.Mode, map[bool]string{true: "client connection, at its CONNECT", false: "call"}[l.Mode == config.ModeSession])
+		fmt.Fprintf(w, "listener %s (%s mode, routed per %s; serializers: %v):\n", l.Name, l.Mode,
+			map[bool]string{true: "client connection, at its CONNECT", false: "call"}[l.Mode == config.ModeSession], r.policy)
 		for i, ru := range r.rules {
 			target := "-> " + ru.src.To
 			if ru.group == nil {
@@ -198,6 +199,9 @@ func (t *Table) Describe(w io.Writer, cfg *config.Config) {
 			}
 			if ru.src.To == l.Name && len(l.Backend) > 0 && i == len(r.rules)-1 && ru.needs == 0 {
 				target += " (the listener's backend)"
+			}
+			if ru.policy != 0 {
+				target += fmt.Sprintf(" (serializers: %v)", ru.policy)
 			}
 			fmt.Fprintf(w, "  %d. %s %s\n     %s\n", i+1, describeMatch(&ru.src.Match), target, describeNeeds(ru.needs))
 		}

@@ -45,6 +45,10 @@ type configFlags struct {
 	maxMsg    config.ByteSize
 	maxConns  int
 	maxPerIP  int
+	callRate  float64
+	burst     int
+	connRate  float64
+	sers      []string
 	header    time.Duration
 	idle      time.Duration
 	dial      time.Duration
@@ -74,6 +78,10 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&c.maxMsg, "max-message-size", "largest payload+annotations a client may send (e.g. 64MiB)")
 	fs.IntVar(&c.maxConns, "max-conns", d.Limits.MaxConnections, "most client connections at once (0: no limit)")
 	fs.IntVar(&c.maxPerIP, "max-conns-per-ip", 0, "most client connections from one IP (0: no limit)")
+	fs.Float64Var(&c.callRate, "calls-per-second-per-ip", 0, "calls per second of all connections of one client IP; over it a call gets a CommunicationError (0: no limit)")
+	fs.IntVar(&c.burst, "burst", 0, "calls over --calls-per-second-per-ip one IP may make at once (0: the rate)")
+	fs.Float64Var(&c.connRate, "connections-per-second-per-ip", 0, "new connections per second of one client IP; over it a CONNECT gets a CONNECTFAIL (0: no limit)")
+	fs.StringSliceVar(&c.sers, "serializers", nil, "serializer policy of every listener, e.g. serpent,json,marshal: other serializers are refused before any daemon sees them (default: all pass)")
 	fs.DurationVar(&c.header, "header-timeout", d.Timeouts.Header, "time to read a message once it started (0: none)")
 	fs.DurationVar(&c.idle, "idle-timeout", 0, "close a client with no request for this long (0: never, like Pyro4's COMMTIMEOUT)")
 	fs.DurationVar(&c.dial, "dial-timeout", d.Timeouts.Dial, "time to connect to a backend")
@@ -127,6 +135,9 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		if fs.Changed("pool-max-idle-time") {
 			l.Pool.MaxIdleTime = c.maxIdle
 		}
+		if fs.Changed("serializers") {
+			l.Serializers = c.sers
+		}
 	}
 	set := func(name string, apply func()) {
 		if fs.Changed(name) {
@@ -139,6 +150,9 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 	set("max-message-size", func() { cfg.Limits.MaxMessageSize = c.maxMsg })
 	set("max-conns", func() { cfg.Limits.MaxConnections = c.maxConns })
 	set("max-conns-per-ip", func() { cfg.Limits.MaxConnectionsPer = c.maxPerIP })
+	set("calls-per-second-per-ip", func() { cfg.Limits.CallsPerSecondPerIP = c.callRate })
+	set("burst", func() { cfg.Limits.Burst = c.burst })
+	set("connections-per-second-per-ip", func() { cfg.Limits.ConnectionsPerSecondPerIP = c.connRate })
 	set("header-timeout", func() { cfg.Timeouts.Header = c.header })
 	set("idle-timeout", func() { cfg.Timeouts.Idle = c.idle })
 	set("dial-timeout", func() { cfg.Timeouts.Dial = c.dial })
@@ -188,6 +202,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "# configuration is valid; as it takes effect:\n%s", out)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "pyro-dispatch check: warning: %s\n", w)
+	}
 	t.Describe(stdout, &cfg)
 	return 0
 }
