@@ -47,6 +47,13 @@ type Listener struct {
 	// gets a CONNECTFAIL, any later message in one a SerializeError; the backend never
 	// sees them. Empty: every serializer passes (pickle, dill and cloudpickle included).
 	Serializers StringList `yaml:"serializers,omitempty"`
+	// TLS terminates TLS for the listener's clients.
+	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// BackendTLS dials the daemons of the listener's backend key with TLS (groups named
+	// in routes have their own tls).
+	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
+	// HMAC verifies and re-signs Pyro4 HMAC signatures (see HMAC).
+	HMAC *HMAC `yaml:"hmac,omitempty"`
 }
 
 // Pool sizes the upstream connection pools of a pooled listener. There is one pool
@@ -318,6 +325,12 @@ func (c *Config) Validate() error {
 			return err
 		}
 		if _, err := ParseSerializers(key+".serializers", l.Serializers); err != nil {
+			return err
+		}
+		if err := l.TLS.validate(key + ".tls"); err != nil {
+			return err
+		}
+		if err := l.HMAC.validate(key + ".hmac"); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,8 @@ type Backend struct {
 	// Eject is how long a member whose dial or handshake failed, or that was lost in
 	// the middle of a call, is left out; it doubles while the member keeps failing.
 	Eject time.Duration `yaml:"eject,omitempty"`
+	// TLS dials the group's daemons with TLS.
+	TLS *BackendTLS `yaml:"tls,omitempty"`
 	// Implicit marks the group a listener's backend key forms (named after the listener).
 	Implicit bool `yaml:"-"`
 }
@@ -189,6 +191,13 @@ func (b *Backend) fill(key string) error {
 	if len(b.Members) == 0 {
 		return fieldErr(key+".members", "a backend group needs at least one member")
 	}
+	tlsKey := key + ".tls"
+	if b.Implicit {
+		tlsKey = key + ".backend_tls"
+	}
+	if err := b.TLS.validate(tlsKey); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for j := range b.Members {
 		m := &b.Members[j]
@@ -272,11 +281,14 @@ func (c *Config) validateRoutes(l *Listener, key string, groups map[string]bool)
 	if l.Balance != "" && len(l.Backend) == 0 {
 		return fieldErr(key+".balance", "only with backend (routes name groups, which have their own balance)")
 	}
+	if l.BackendTLS != nil && len(l.Backend) == 0 {
+		return fieldErr(key+".backend_tls", "only with backend (routes name groups, which have their own tls)")
+	}
 	if len(l.Backend) > 0 {
 		if groups[l.Name] {
 			return fieldErr(key+".name", "listener %q has a backend key, and a backend group of that name exists: rename one", l.Name)
 		}
-		b := Backend{Name: l.Name, Balance: l.Balance, Implicit: true}
+		b := Backend{Name: l.Name, Balance: l.Balance, Implicit: true, TLS: l.BackendTLS}
 		for _, a := range l.Backend {
 			b.Members = append(b.Members, Member{Address: a})
 		}

@@ -585,6 +585,12 @@ func (c *muxConn) readLoop() {
 // client's side failed. Only where that cannot be known is the connection failed.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
 	limit := s.srv.bufferedLimit
+	var head []byte
+	if s.hm != nil {
+		if head, err = s.hm.signReply(r, m); err != nil {
+			return false, err
+		}
+	}
 	if m.Header.DataLen <= limit {
 		if err := r.ReadRest(m); err != nil {
 			return false, err
@@ -600,7 +606,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 		// this connection: it gets the header timeout, plus a second per MiB of reply.
 		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
 	}
-	err = c.wbuf.send(s.client, r, m, nil, limit, false)
+	err = c.wbuf.send(s.client, r, m, head, limit, false)
 	if err != nil {
 		s.client.Close() // gone, too slow, or its reply cut short: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))

@@ -35,6 +35,7 @@ type hsKey struct {
 type handshake struct {
 	key     hsKey
 	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial) unless signed
+	signer  []byte // hmac backend key (re-signing): connect is sent signed with it, replies verified
 	pool    *pool.Pool
 	mux     *mux // pipelined calls on the pool's connections; nil unless pool.pipeline > 1
 
@@ -62,10 +63,11 @@ type handshakes struct {
 	cache *lru.Cache[hsKey, *handshake]
 	cfg   config.Pool
 	srv   *Server
+	key   []byte // hmac backend key when the listener re-signs (see hmacKeys), else nil
 }
 
-func newHandshakes(cfg config.Pool, srv *Server) (*handshakes, error) {
-	hs := &handshakes{cfg: cfg, srv: srv}
+func newHandshakes(cfg config.Pool, srv *Server, backendKey []byte) (*handshakes, error) {
+	hs := &handshakes{cfg: cfg, srv: srv, key: backendKey}
 	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.close() })
 	if err != nil {
 		return nil, err
@@ -170,6 +172,7 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 
 // start gives h its pool and, when calls are pipelined, its mux.
 func (hs *handshakes) start(h *handshake) {
+	h.signer = hs.key
 	h.pool = hs.newPool(h)
 	if hs.cfg.Pipeline > 1 {
 		h.mux = newMux(h, hs.srv, hs.cfg)
@@ -196,10 +199,10 @@ func (h *handshake) abort() {
 func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 	c := hs.cfg
 	health := c.HealthInterval
-	if hdr, err := frame.ParseHeader(h.connect); err == nil && signed(frame.Annotations(h.connect[frame.HeaderSize:frame.HeaderSize+hdr.AnnLen])) {
-		// The backend wants every message signed and the dispatcher holds no key: an
-		// unsigned PING would get the connection closed. Idle timeout and lifetime still
-		// apply, and a dead connection fails the call that uses it.
+	if hdr, err := frame.ParseHeader(h.connect); h.signer != nil || (err == nil && signed(frame.Annotations(h.connect[frame.HeaderSize:frame.HeaderSize+hdr.AnnLen]))) {
+		// The backend wants every message signed, and pool.Ping sends its PING unsigned:
+		// it would get the connection closed. Idle timeout and lifetime still apply,
+		// and a dead connection fails the call that uses it.
 		health = -1
 	}
 	return pool.New(pool.Config{
@@ -280,13 +283,18 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 		return nil, err
 	}
 	ann := frame.Annotations(h.connect[frame.HeaderSize : frame.HeaderSize+hdr.AnnLen])
+	payload := h.connect[frame.HeaderSize+hdr.AnnLen:]
 	var msg []byte
-	if id, err := uuid.NewRandom(); err == nil && !signed(ann) {
+	if id, err := uuid.NewRandom(); h.signer != nil {
+		if msg, _, err = frame.NewSigner(h.signer).AppendSignedHead(nil, hdr, payload, ann, (*[frame.CorrLen]byte)(&id)); err != nil {
+			return nil, fmt.Errorf("signing the CONNECT for backend %s: %w", h.key.member.Addr, err)
+		}
+	} else if err == nil && !signed(ann) {
 		msg, _, _ = frame.AppendForward(nil, hdr, ann, 0, (*[frame.CorrLen]byte)(&id))
 	} else {
 		msg, _ = frame.AppendHead(nil, hdr, ann)
 	}
-	msg = append(msg, h.connect[frame.HeaderSize+hdr.AnnLen:]...)
+	msg = append(msg, payload...)
 	if _, err := c.Write(msg); err != nil {
 		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.member.Addr, err)
 	}
@@ -300,6 +308,12 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	}
 	if err == nil && m.Header.Type != frame.ConnectOK && m.Header.Type != frame.ConnectFail {
 		err = fmt.Errorf("CONNECT answered with %v", m.Header.Type)
+	}
+	if err == nil && h.signer != nil {
+		if err = frame.NewSigner(h.signer).Verify(m.Payload, m.Annotations); err != nil {
+			err = fmt.Errorf("its answer failed the HMAC check with backend_key: %w", err)
+		}
+		m.Annotations = m.Annotations.AppendWithout(nil, frame.HMAC) // kept unsigned: signed per client
 	}
 	if err != nil {
 		return nil, fmt.Errorf("backend %s failed during the handshake: %w", h.key.member.Addr, err)
@@ -487,10 +501,18 @@ func (s *Session) sendStored(r *storedReply, m *frame.Message) {
 	h := r.header
 	h.Seq = m.Header.Seq
 	ann := r.ann
-	if corr, ok := m.Annotations.Lookup(frame.CORR); ok && !signed(r.ann) {
+	corr, hasCorr := m.Annotations.Lookup(frame.CORR)
+	var msg []byte
+	switch {
+	case s.hm != nil:
+		msg = s.hm.signOwn(h, ann, corr, r.payload)
+	case hasCorr && !signed(r.ann):
 		ann = frame.AppendAnnotation(append(frame.Annotations(nil), r.ann...), frame.CORR, corr)
+		fallthrough
+	default:
+		msg = frame.AppendMessage(nil, h, ann, r.payload)
 	}
-	if err := s.writeOwn(frame.AppendMessage(nil, h, ann, r.payload)); err != nil {
+	if err := s.writeOwn(msg); err != nil {
 		s.debug("could not send the handshake reply", zap.Error(err))
 	}
 }

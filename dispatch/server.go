@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,7 @@ type lnState struct {
 	pooled     bool
 	handshakes *handshakes // pooled mode: shared by the listener's addresses
 	affinity   []string    // pooled mode: object patterns pinned to one upstream
+	hmac       hmacKeys
 
 	mu       sync.Mutex
 	sessions int  // sessions accepted with this state and still open
@@ -125,11 +127,20 @@ func (s *Server) states(cfg *config.Config, t *routing.Table, prev map[string]*l
 	out := map[string]*lnState{}
 	for _, lc := range cfg.Listeners {
 		st := &lnState{name: lc.Name, cfg: lc, router: t.Router(lc.Name), pooled: lc.Mode == config.ModePooled, affinity: lc.Affinity}
+		keys, err := readHMACKeys(lc.HMAC)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: hmac: %w", lc.Name, err)
+		}
+		st.hmac = keys
+		var poolKey []byte // what the pools sign with
+		if keys.resign() {
+			poolKey = keys.backend
+		}
 		if st.pooled {
-			if old := prev[lc.Name]; old != nil && old.pooled && old.cfg.Pool == lc.Pool {
+			if old := prev[lc.Name]; old != nil && old.pooled && old.cfg.Pool == lc.Pool && bytes.Equal(old.handshakes.key, poolKey) {
 				st.handshakes = old.handshakes
 			} else {
-				hs, err := newHandshakes(lc.Pool, s)
+				hs, err := newHandshakes(lc.Pool, s, poolKey)
 				if err != nil {
 					return nil, err
 				}

@@ -30,11 +30,12 @@ type Session struct {
 	srv     *Server
 	st      *lnState // the listener state it was accepted with
 	client  net.Conn
-	addr    netip.Addr  // client IP, invalid on unix sockets
-	ip      string      // client IP for per-IP limits, "" on unix sockets
-	ipr     *ipRates    // its rate limits, nil when none
-	refusal string      // non-empty when over a connection limit: the CONNECTFAIL reason
-	log     *zap.Logger // with the session's fields; built by logger() when first needed
+	addr    netip.Addr   // client IP, invalid on unix sockets
+	ip      string       // client IP for per-IP limits, "" on unix sockets
+	ipr     *ipRates     // its rate limits, nil when none
+	hm      *sessionHMAC // re-signs its messages (listener hmac keys that differ); nil when not
+	refusal string       // non-empty when over a connection limit: the CONNECTFAIL reason
+	log     *zap.Logger  // with the session's fields; built by logger() when first needed
 
 	req   routing.Request // the CONNECT or call being routed
 	group *routing.Group  // where the CONNECT or (pooled mode) the current call goes
@@ -108,6 +109,7 @@ func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
 	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c)}
 	s.ipr = srv.rates.of(s.ip)
+	s.hm = newSessionHMAC(st.hmac)
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.addr, _ = netip.AddrFromSlice(a.IP)
 		s.addr = s.addr.Unmap()
@@ -160,6 +162,14 @@ func (s *Session) handshake() bool {
 		s.connectFail(&m, s.refusal)
 		return false
 	}
+	if s.hm != nil {
+		// As a Pyro4 daemon with a key: a CONNECTFAIL (signed with the client key, so the
+		// client's own check gives it the daemon's error), then the connection closes.
+		if err := s.hm.reqVerify.Verify(m.Payload, m.Annotations); err != nil {
+			s.connectFail(&m, "pyro-dispatch: "+err.Error())
+			return false
+		}
+	}
 	r := s.router()
 	s.lpolicy = r.Policy()
 	if err := s.checkSerializer(m.Header.Serializer, s.lpolicy, -1); err != nil {
@@ -180,6 +190,9 @@ func (s *Session) handshake() bool {
 	}
 	s.group, s.policy, s.rule = d.Group, d.Serializers, d.Rule
 	if s.st.pooled {
+		if s.hm != nil {
+			s.hm.unsigned(&m) // the pools sign it with the backend key
+		}
 		return s.handshakePooled(&m, d.Group)
 	}
 	return s.handshakeSession(&m, d.Group)
@@ -411,6 +424,16 @@ func (s *Session) relayCall() error {
 	}
 	if m.Header.Type != frame.Invoke && m.Header.Type != frame.Ping {
 		return fmt.Errorf("protocol violation: %v message where INVOKE or PING belongs", m.Header.Type)
+	}
+	if s.hm != nil {
+		if err := s.hm.verifyRequest(s.cr, &m); fromClient(err) {
+			return fmt.Errorf("reading request: %w", err)
+		} else if err != nil {
+			// As a Pyro4 daemon with a key: no reply, the connection closes.
+			s.logger().Warn("closing client: its message failed the HMAC check with client_key", zap.Error(err),
+				zap.Stringer("type", m.Header.Type))
+			return errLogged
+		}
 	}
 	h := m.Header
 	if h.Type == frame.Invoke && !s.ipr.callAllowed() {
@@ -690,6 +713,9 @@ func (s *Session) hold(a *armedConn, r *frame.Reader, m *frame.Message, head []b
 // correlation id added when it has none (and is not HMAC-signed: a new chunk would break
 // the signature), and returns the message's correlation id.
 func (s *Session) rewriteRequest(m *frame.Message) []byte {
+	if s.hm != nil {
+		return s.resignRequest(m)
+	}
 	var fresh *[frame.CorrLen]byte
 	if _, has := m.Annotations.Lookup(frame.CORR); !has {
 		if _, signed := m.Annotations.Lookup(frame.HMAC); !signed {
@@ -704,16 +730,41 @@ func (s *Session) rewriteRequest(m *frame.Message) []byte {
 	return s.corr[:n:n]
 }
 
-// forwardReply relays a backend message to the client unchanged. A small one is written
-// by the read of the client's next request (armedConn), which follows at once.
+// resignRequest is rewriteRequest when the session re-signs: m (whole and verified) is
+// signed with the backend key, its correlation id injected when it had none.
+func (s *Session) resignRequest(m *frame.Message) []byte {
+	if corr, ok := m.Annotations.Lookup(frame.CORR); ok && len(corr) == frame.CorrLen {
+		copy(s.corr[:], corr)
+	} else if id, err := uuid.NewRandom(); err == nil {
+		s.corr = id
+	}
+	head, err := s.hm.signRequest(s.head[:0], m, &s.corr)
+	if err != nil { // over 64 KiB of annotations with CORR and HMAC: the backend refuses it
+		s.logger().Warn("cannot re-sign the request", zap.Error(err))
+		head, _ = frame.AppendHead(s.head[:0], m.Header, m.Annotations)
+	}
+	s.head = head
+	return s.corr[:]
+}
+
+// forwardReply relays a backend message to the client unchanged (re-signed with the
+// client key when the session re-signs). A small one is written by the read of the
+// client's next request (armedConn), which follows at once.
 func (s *Session) forwardReply(m *frame.Message) error {
-	if held, err := s.hold(s.cl, s.ur, m, nil, false); held || err != nil {
+	var head []byte
+	if s.hm != nil {
+		var err error
+		if head, err = s.hm.signReply(s.ur, m); err != nil {
+			return err
+		}
+	}
+	if held, err := s.hold(s.cl, s.ur, m, head, false); held || err != nil {
 		return err
 	}
 	if err := s.cl.flush(); err != nil {
 		return &copyError{fromClient: true, err: err}
 	}
-	return s.w.send(s.client, s.ur, m, nil, s.srv.bufferedLimit, false)
+	return s.w.send(s.client, s.ur, m, head, s.srv.bufferedLimit, false)
 }
 
 // writer moves messages to a socket, with its own scratch for the pieces of one writev.
@@ -834,7 +885,13 @@ func (s *Session) writeReply(h frame.Header, corr, payload []byte) {
 	if len(corr) == frame.CorrLen {
 		ann = frame.AppendAnnotation(nil, frame.CORR, corr)
 	}
-	if err := s.writeOwn(frame.AppendMessage(nil, h, ann, payload)); err != nil {
+	var msg []byte
+	if s.hm != nil {
+		msg = s.hm.signOwn(h, nil, corr, payload)
+	} else {
+		msg = frame.AppendMessage(nil, h, ann, payload)
+	}
+	if err := s.writeOwn(msg); err != nil {
 		s.debug("could not send error reply", zap.Error(err))
 	}
 }
