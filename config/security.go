@@ -10,7 +10,7 @@ import (
 // a client certificate signed by it is required (SSL_REQUIRECLIENTCERT).
 type ListenerTLS struct {
 	Cert       string `yaml:"cert"`                  // PEM certificate (chain) file
-	Key        string `yaml:"key"`                   // PEM private key file
+	Key        string `yaml:"key,omitempty"`         // PEM private key file (default: in cert)
 	ClientCA   string `yaml:"client_ca,omitempty"`   // PEM CA file: client certificates required
 	MinVersion string `yaml:"min_version,omitempty"` // "1.2" (default) or "1.3"
 }
@@ -19,7 +19,7 @@ type ListenerTLS struct {
 type BackendTLS struct {
 	CA         string `yaml:"ca,omitempty"`          // PEM CA file the daemons' certificates chain to (default: system roots)
 	Cert       string `yaml:"cert,omitempty"`        // client certificate, for daemons with SSL_REQUIRECLIENTCERT
-	Key        string `yaml:"key,omitempty"`         // its key
+	Key        string `yaml:"key,omitempty"`         // its key (default: in cert)
 	ServerName string `yaml:"server_name,omitempty"` // name to verify (default: the member's host)
 }
 
@@ -76,11 +76,8 @@ func (t *ListenerTLS) validate(key string) error {
 	if t == nil {
 		return nil
 	}
-	switch {
-	case t.Cert == "":
+	if t.Cert == "" {
 		return fieldErr(key+".cert", "a TLS listener needs a certificate file")
-	case t.Key == "":
-		return fieldErr(key+".key", "a TLS listener needs a key file")
 	}
 	switch t.MinVersion {
 	case "":
@@ -93,8 +90,8 @@ func (t *ListenerTLS) validate(key string) error {
 }
 
 func (t *BackendTLS) validate(key string) error {
-	if t != nil && (t.Cert == "") != (t.Key == "") {
-		return fieldErr(key, "cert and key go together")
+	if t != nil && t.Key != "" && t.Cert == "" {
+		return fieldErr(key+".key", "a key without a cert")
 	}
 	return nil
 }

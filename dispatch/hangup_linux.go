@@ -3,6 +3,7 @@
 package dispatch
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -57,6 +58,9 @@ func (h *hangups) watch(s *Session, c net.Conn) uint32 {
 	if h == nil {
 		return 0
 	}
+	if tc, ok := c.(*tls.Conn); ok { // the socket under it
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return 0
@@ -92,6 +96,9 @@ func (h *hangups) forget(id uint32, c net.Conn) {
 	h.mu.Lock()
 	delete(h.sessions, id)
 	h.mu.Unlock()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { syscall.EpollCtl(h.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
@@ -141,6 +148,9 @@ func (h *hangups) stop() {
 // read mean it is still there. One system call; for a call that waited before it could
 // be sent, so that a call nobody waits for any more never reaches a daemon.
 func clientLeft(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok { // a close shows on its socket too
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

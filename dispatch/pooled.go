@@ -36,6 +36,7 @@ type handshake struct {
 	key     hsKey
 	connect []byte // the CONNECT as sent upstream: seq 0, no CORR (a fresh one per dial) unless signed
 	signer  []byte // hmac backend key (re-signing): connect is sent signed with it, replies verified
+	srv     *Server
 	pool    *pool.Pool
 	mux     *mux // pipelined calls on the pool's connections; nil unless pool.pipeline > 1
 
@@ -172,7 +173,7 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 
 // start gives h its pool and, when calls are pipelined, its mux.
 func (hs *handshakes) start(h *handshake) {
-	h.signer = hs.key
+	h.signer, h.srv = hs.key, hs.srv
 	h.pool = hs.newPool(h)
 	if hs.cfg.Pipeline > 1 {
 		h.mux = newMux(h, hs.srv, hs.cfg)
@@ -249,10 +250,9 @@ func (h *handshake) cached() *storedReply {
 
 // dial opens an upstream connection and performs this handshake on it (pool.Config.Dial).
 func (h *handshake) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, h.key.member.Network, h.key.member.Address)
+	c, err := h.srv.dialMember(ctx, h.key.member)
 	if err != nil {
-		return nil, fmt.Errorf("backend %s unreachable: %s", h.key.member.Addr, dialReason(err))
+		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,8 +19,8 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
-	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
+	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
 )
 
 // Server owns the listeners and every client session. Start it, then Shutdown it; it
@@ -33,8 +34,9 @@ type Server struct {
 	bufferedLimit  int
 	accessLog      bool
 	probe          routing.Probe
-	rates          *rates   // per client IP rate limits; nil when none
-	hangups        *hangups // session mode: daemons closing idle backend connections
+	backendTLS     atomic.Pointer[backendTLS] // the TLS side of dials to groups with tls
+	rates          *rates                     // per client IP rate limits; nil when none
+	hangups        *hangups                   // session mode: daemons closing idle backend connections
 
 	table     atomic.Pointer[routing.Table]
 	reloadMu  sync.Mutex  // serializes Start, Reload and Shutdown's listener changes
@@ -69,6 +71,7 @@ type lnState struct {
 	handshakes *handshakes // pooled mode: shared by the listener's addresses
 	affinity   []string    // pooled mode: object patterns pinned to one upstream
 	hmac       hmacKeys
+	tls        *tlsfiles.Server // terminates its clients' TLS; nil without tls
 
 	mu       sync.Mutex
 	sessions int  // sessions accepted with this state and still open
@@ -96,12 +99,17 @@ func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 		upstreamLimits: frame.Limits{MaxAnnotations: 65535},
 		bufferedLimit:  int(cfg.Limits.BufferedPayload),
 		accessLog:      cfg.Log.Access,
-		probe:          pool.Probe,
 		rates:          newRates(cfg.Limits),
 		sessions:       map[*Session]struct{}{},
 		perIP:          map[string]int{},
 		pools:          map[*handshakes]struct{}{},
 	}
+	s.probe = s.probeMember
+	bt, err := newBackendTLS(&s.cfg, &backendTLS{})
+	if err != nil {
+		return nil, err
+	}
+	s.backendTLS.Store(bt)
 	t, err := routing.Compile(&s.cfg, nil, log)
 	if err != nil {
 		return nil, err
@@ -132,6 +140,9 @@ func (s *Server) states(cfg *config.Config, t *routing.Table, prev map[string]*l
 			return nil, fmt.Errorf("listener %s: hmac: %w", lc.Name, err)
 		}
 		st.hmac = keys
+		if st.tls, err = listenerTLS(lc.TLS, prev[lc.Name]); err != nil {
+			return nil, fmt.Errorf("listener %s: tls: %w", lc.Name, err)
+		}
 		var poolKey []byte // what the pools sign with
 		if keys.resign() {
 			poolKey = keys.backend
@@ -234,6 +245,10 @@ func (s *Server) Reload(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	bt, err := newBackendTLS(&cfg, s.backendTLS.Load())
+	if err != nil {
+		return err
+	}
 	// Sockets: keep those still configured, open the new ones (all or none), close the rest.
 	have := map[[2]string]*listener{}
 	for _, l := range s.listeners {
@@ -255,6 +270,7 @@ func (s *Server) Reload(cfg config.Config) error {
 	}
 	// From here on nothing fails.
 	s.cfg.Backends, s.cfg.Listeners = cfg.Backends, cfg.Listeners
+	s.backendTLS.Store(bt)
 	s.table.Store(t)
 	old.Retire(t)
 	t.StartHealth(s.probe)
@@ -367,7 +383,11 @@ func (s *Server) acceptLoop(l *listener) {
 			continue
 		}
 		backoff = 0
-		sess := newSession(s, l.st.Load(), c)
+		st := l.st.Load()
+		if st.tls != nil {
+			c = tls.Server(c, st.tls.Config()) // its handshake is the session's first step
+		}
+		sess := newSession(s, st, c)
 		reason, ok := s.admit(sess)
 		if !ok {
 			s.log.Warn("closing client: far over the connection limit", zap.Stringer("client", remoteAddr{c}), zap.String("reason", reason))

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,9 @@ func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
 	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c)}
 	s.ipr = srv.rates.of(s.ip)
+	if _, ok := c.(*tls.Conn); ok {
+		s.w.pipe = splice.New() // copies through its buffer: nothing to splice, no allocation per copy
+	}
 	s.hm = newSessionHMAC(st.hmac)
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.addr, _ = netip.AddrFromSlice(a.IP)
@@ -121,6 +125,9 @@ func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 // run serves the session until either side closes, an error, or shutdown.
 func (s *Session) run() {
 	defer s.closeAll()
+	if tc, ok := s.client.(*tls.Conn); ok && !s.acceptTLS(tc) {
+		return
+	}
 	if !s.handshake() {
 		return
 	}
@@ -324,9 +331,15 @@ func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
 // calls may follow. A *pool.DialError means the member could not be reached or failed
 // before it answered: nothing was relayed, and another member may be tried.
 func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout time.Duration) (bool, error) {
-	up, err := net.DialTimeout(member.Network, member.Address, timeout)
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	up, err := s.srv.dialMember(ctx, member)
 	if err != nil {
-		return false, &pool.DialError{Err: fmt.Errorf("backend %s unreachable: %v", member.Addr, dialReason(err))}
+		return false, &pool.DialError{Err: err}
 	}
 	s.up = newArmedConn(up)
 	s.setUpstream(up, frame.NewReader(s.up, 0, s.srv.upstreamLimits))
@@ -670,6 +683,9 @@ func (s *Session) refuseCall(m *frame.Message, why error) error {
 }
 
 func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
+	if _, ok := c.(*tls.Conn); ok && s.w.pipe == nil {
+		s.w.pipe = splice.New() // copies through its buffer: nothing to splice, no allocation per copy
+	}
 	s.mu.Lock()
 	s.upstream, s.ur = c, r
 	s.mu.Unlock()
@@ -1024,6 +1040,9 @@ func (s *Session) closeAll() {
 		s.debug("could not send the last reply", zap.Error(err))
 	}
 	s.client.Close()
+	if s.w.pipe != nil {
+		s.w.pipe.Close()
+	}
 	s.endCount()
 	s.srv.hangups.forget(s.hupID, s.upstream)
 	switch {

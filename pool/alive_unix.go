@@ -3,6 +3,7 @@
 package pool
 
 import (
+	"crypto/tls"
 	"net"
 	"syscall"
 )
@@ -10,6 +11,9 @@ import (
 // sockFD returns the file descriptor of a socket connection, -1 for anything else (a
 // test's net.Pipe). It is valid as long as the connection is open.
 func sockFD(c net.Conn) int {
+	if tc, ok := c.(*tls.Conn); ok { // its socket: a daemon's close shows there too
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return -1

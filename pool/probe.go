@@ -20,16 +20,11 @@ var probeConnect = func() []byte {
 	return append(b, '0') // end of dict
 }()
 
-// Probe checks that a Pyro4 daemon serves: it connects, performs a real handshake (a
-// marshal CONNECT the daemon must answer with CONNECTOK) and a PING, all within ctx, and
-// closes the connection. A refused handshake is a failure too: such a member could not
-// serve a call.
-func Probe(ctx context.Context, network, address string) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, address)
-	if err != nil {
-		return fmt.Errorf("dial: %w", err)
-	}
+// Probe checks that the Pyro4 daemon at the other end of a new connection c serves: a
+// real handshake (a marshal CONNECT the daemon must answer with CONNECTOK) and a PING,
+// all within ctx; then it closes c. A refused handshake is a failure too: such a member
+// could not serve a call.
+func Probe(ctx context.Context, c net.Conn) error {
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)

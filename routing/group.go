@@ -56,6 +56,9 @@ type Member struct {
 // Weight returns the member's configured weight.
 func (m *Member) Weight() int { return int(m.weight.Load()) }
 
+// GroupName names the group the member belongs to now.
+func (m *Member) GroupName() string { return m.group.Load().Name }
+
 // InFlight returns the calls (pooled mode) or connections (session mode) it has now.
 func (m *Member) InFlight() int64 { return m.inflight.Load() }
 

@@ -434,8 +434,8 @@ listeners: [{name: l, listen: 127.0.0.1:1, routes: [{to: g}]}]
 	g := tab.Group("g")
 	var down atomic.Bool
 	down.Store(true)
-	probe := func(_ context.Context, _, address string) error {
-		if address == "127.0.0.1:9102" && down.Load() {
+	probe := func(_ context.Context, m *Member) error {
+		if m.Address == "127.0.0.1:9102" && down.Load() {
 			return errors.New("refused")
 		}
 		return nil

@@ -125,7 +125,7 @@ func (t *Table) Retire(next *Table) {
 }
 
 // Probe checks one member: a real Pyro4 handshake and PING (pool.Probe), within ctx.
-type Probe func(ctx context.Context, network, address string) error
+type Probe func(ctx context.Context, m *Member) error
 
 // StartHealth starts the active health checks of every group that has them: one
 // goroutine per member, until StopHealth.
@@ -169,7 +169,7 @@ func checkLoop(ctx context.Context, m *Member, hc config.Health, probe Probe) {
 	defer tick.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, hc.Timeout)
-		err := probe(cctx, m.Network, m.Address)
+		err := probe(cctx, m)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -49,6 +49,8 @@ type configFlags struct {
 	burst     int
 	connRate  float64
 	sers      []string
+	tlsIn     config.ListenerTLS
+	tlsOut    config.BackendTLS
 	header    time.Duration
 	idle      time.Duration
 	dial      time.Duration
@@ -81,6 +83,14 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.callRate, "calls-per-second-per-ip", 0, "calls per second of all connections of one client IP; over it a call gets a CommunicationError (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 0, "calls over --calls-per-second-per-ip one IP may make at once (0: the rate)")
 	fs.Float64Var(&c.connRate, "connections-per-second-per-ip", 0, "new connections per second of one client IP; over it a CONNECT gets a CONNECTFAIL (0: no limit)")
+	fs.StringVar(&c.tlsIn.Cert, "tls-cert", "", "terminate TLS for clients (Pyro4 SSL=True) with this PEM certificate (chain) file")
+	fs.StringVar(&c.tlsIn.Key, "tls-key", "", "the PEM key of --tls-cert (default: in that file)")
+	fs.StringVar(&c.tlsIn.ClientCA, "tls-client-ca", "", "require client certificates signed by a CA in this PEM file (Pyro4 SSL_REQUIRECLIENTCERT)")
+	fs.StringVar(&c.tlsIn.MinVersion, "tls-min-version", "", "lowest TLS version clients may use: 1.2 (default) or 1.3")
+	fs.StringVar(&c.tlsOut.CA, "backend-tls-ca", "", "dial --backend daemons with TLS, trusting the CAs in this PEM file (daemons with SSL=True)")
+	fs.StringVar(&c.tlsOut.Cert, "backend-tls-cert", "", "with backend TLS: present this client certificate (daemons with SSL_REQUIRECLIENTCERT)")
+	fs.StringVar(&c.tlsOut.Key, "backend-tls-key", "", "the PEM key of --backend-tls-cert (default: in that file)")
+	fs.StringVar(&c.tlsOut.ServerName, "backend-tls-server-name", "", "with backend TLS: the name the daemons' certificates must be valid for (default: the host dialed)")
 	fs.StringSliceVar(&c.sers, "serializers", nil, "serializer policy of every listener, e.g. serpent,json,marshal: other serializers are refused before any daemon sees them (default: all pass)")
 	fs.DurationVar(&c.header, "header-timeout", d.Timeouts.Header, "time to read a message once it started (0: none)")
 	fs.DurationVar(&c.idle, "idle-timeout", 0, "close a client with no request for this long (0: never, like Pyro4's COMMTIMEOUT)")
@@ -108,6 +118,9 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		cfg.Listeners = []config.Listener{{Name: "main", Listen: c.listen, Backend: backend}}
 	} else if c.file == "" {
 		return cfg, fmt.Errorf("give --listen ADDR --backend ADDR, or --config FILE")
+	}
+	if !fs.Changed("tls-cert") && anyChanged(fs, "tls-key", "tls-client-ca", "tls-min-version") {
+		return cfg, fmt.Errorf("--tls-key, --tls-client-ca and --tls-min-version go with --tls-cert")
 	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
@@ -137,6 +150,14 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		}
 		if fs.Changed("serializers") {
 			l.Serializers = c.sers
+		}
+		if fs.Changed("tls-cert") {
+			t := c.tlsIn
+			l.TLS = &t
+		}
+		if anyChanged(fs, "backend-tls-ca", "backend-tls-cert", "backend-tls-server-name") {
+			t := c.tlsOut
+			l.BackendTLS = &t
 		}
 	}
 	set := func(name string, apply func()) {
@@ -334,4 +355,14 @@ func newLogger(lc config.Log, w io.Writer) (*zap.Logger, error) {
 		ws = zapcore.Lock(f)
 	}
 	return zap.New(zapcore.NewCore(enc, ws, level)), nil
+}
+
+// anyChanged reports whether any of the named flags was set.
+func anyChanged(fs *pflag.FlagSet, names ...string) bool {
+	for _, n := range names {
+		if fs.Changed(n) {
+			return true
+		}
+	}
+	return false
 }
