@@ -12,6 +12,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"go.uber.org/zap"
 )
 
 // testBackend listens on 127.0.0.1 and runs serve on every accepted connection, with a
@@ -21,6 +22,11 @@ func testBackend(tb testing.TB, serve func(c net.Conn, r *frame.Reader)) net.Lis
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return serveBackend(tb, ln, serve)
+}
+
+// serveBackend serves each connection ln accepts with serve, until the test ends.
+func serveBackend(tb testing.TB, ln net.Listener, serve func(c net.Conn, r *frame.Reader)) net.Listener {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -80,12 +86,17 @@ func fixedBackend(tb testing.TB) net.Listener {
 
 // startProxy runs a dispatcher in front of backend and returns its address.
 func startProxy(tb testing.TB, backend string, mutate func(*config.Config)) (*Server, string) {
+	return startProxyLogged(tb, backend, testLogger(tb), mutate)
+}
+
+// startProxyLogged is startProxy logging to log.
+func startProxyLogged(tb testing.TB, backend string, log *zap.Logger, mutate func(*config.Config)) (*Server, string) {
 	cfg := config.Defaults()
 	cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Backend: config.StringList{backend}}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := NewServer(cfg, testLogger(tb))
+	srv, err := NewServer(cfg, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -47,7 +47,12 @@ const (
 // CONNECTOK and a call with a RESULT carrying the call's payload; twist may change the
 // reply's header first, or answer otherwise.
 func echoBackend(tb testing.TB, twist func(r *frame.Reader, m *frame.Message, h *frame.Header) answer) net.Listener {
-	return testBackend(tb, func(c net.Conn, r *frame.Reader) {
+	return testBackend(tb, echoServe(twist))
+}
+
+// echoServe is the connection handler of an echoBackend.
+func echoServe(twist func(r *frame.Reader, m *frame.Message, h *frame.Header) answer) func(net.Conn, *frame.Reader) {
+	return func(c net.Conn, r *frame.Reader) {
 		for {
 			m, err := r.Next()
 			if err != nil || r.ReadRest(&m) != nil {
@@ -71,7 +76,7 @@ func echoBackend(tb testing.TB, twist func(r *frame.Reader, m *frame.Message, h 
 				}
 			}
 		}
-	})
+	}
 }
 
 // countingBackend is an echoBackend that counts its connections (by their handshakes) and

@@ -1,15 +1,19 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
@@ -105,7 +109,25 @@ func (s *Session) acceptTLS(tc *tls.Conn) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.logger().Warn("closing client: TLS handshake failed", zap.String("reason", tlsfiles.AcceptReason(err)), zap.Error(err))
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && bytes.HasPrefix(rhe.RecordHeader[:], []byte("PYRO")) {
+			refusePlain(rhe.Conn, d)
+		}
 		return false
 	}
 	return true
+}
+
+// refusePlain answers a plain Pyro4 client on a TLS listener with a CONNECTFAIL (in
+// marshal, which every Pyro4 client reads; a new proxy's CONNECT has seq 0), so that it
+// raises "connection ... rejected: pyro-dispatch: ..." rather than a bare closed
+// connection; then the rest of its CONNECT is read past, so that closing does not reset
+// the connection before the answer was read.
+func refusePlain(c net.Conn, timeout time.Duration) {
+	payload, _ := frame.AppendStringPayload(nil, frame.Marshal, "pyro-dispatch: this listener speaks TLS only (set Pyro4's SSL config item to True)")
+	c.SetDeadline(time.Now().Add(min(timeout, time.Second)))
+	if _, err := c.Write(frame.AppendMessage(nil, frame.Header{Type: frame.ConnectFail, Serializer: frame.Marshal}, nil, payload)); err != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(c, 1<<20)) // until the client closes, or the deadline
 }
