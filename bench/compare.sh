@@ -21,10 +21,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 GO=${GO:-go}
 PY=/usr/bin/python3
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # --- dependencies ---------------------------------------------------------------------
 
@@ -77,88 +77,9 @@ else
   CHARTS=${BENCH_CHARTS:-$ROOT/bench/charts}
 fi
 
-# --- processes: every one started is recorded and stopped by PID ----------------------
+# --- processes: every one started is recorded and stopped by PID (bench/lib.sh) -------
 
-PIDS=()   # servers, in start order
-CUR=""    # the measuring command running now
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  [ -z "$CUR" ] || kill -TERM "$CUR" 2>/dev/null || true
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=""
-    for pid in $CUR "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ -n "$alive" ] || break
-    sleep 0.1
-  done
-  for pid in $CUR "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  if [ $rc -ne 0 ] || [ "$KEEP" = 1 ]; then
-    log "logs and raw results kept in $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: runs CMD in the background, output to $TMP/NAME.log.
-start() {
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-  printf '%s\t%s\n' "$name" "$(shq "$@")" >>"$TMP/setup.txt"
-  eval "PID_${name//-/_}=$!"
-}
-
-# run CMD...: runs a measuring command so that a signal reaches the trap at once.
-run() {
-  "$@" &
-  CUR=$!
-  local rc=0
-  wait "$CUR" || rc=$?
-  CUR=""
-  return $rc
-}
-
-# shq ARGS...: the arguments as one shell-quoted command line, for the report.
-shq() {
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
-  done
-  printf '%s' "${out[*]}"
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # wait_port NAME PORT
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    local pid="PID_${1//-/_}"
-    kill -0 "${!pid}" 2>/dev/null || { cat "$TMP/$1.log" >&2; log "$1 exited"; return 1; }
-    sleep 0.05
-  done
-  log "$1 is not listening on $2"
-  return 1
-}
-
-# Ports below 32768 (Linux hands out 32768-60999 to outgoing connections).
-pick_ports() {
-  for _ in $(seq 50); do
-    local base=$((20000 + RANDOM % 12000)) ok=1 p
-    for p in $(seq $base $((base + 12))); do port_free "$p" || ok=""; done
-    if [ -n "$ok" ]; then
-      echo "$base"
-      return 0
-    fi
-  done
-  return 1
-}
+lib_traps
 
 # --- build ----------------------------------------------------------------------------
 
@@ -167,7 +88,7 @@ $GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
 $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 PD=$TMP/pyro-dispatch
 
-BASE=$(pick_ports)
+BASE=$(pick_ports 13)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 # the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
 P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))

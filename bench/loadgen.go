@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +91,9 @@ type Config struct {
 	Rounds int
 	// Timeout bounds a dial, a handshake and one call; default 10s.
 	Timeout time.Duration
+	// TLS is the client side for targets whose address starts with "tls:" (a Pyro4
+	// client with SSL=True); nil: such targets are refused.
+	TLS *tls.Config `json:"-"`
 	// CPU names, per target name, processes whose CPU time (user + system, theirs and
 	// their descendants', from /proc; Linux only) is sampled at the start and at the end
 	// of the measured part of every round of that target: the CPU per call of a
@@ -519,9 +523,19 @@ func (e *callError) Error() string { return e.kind + ": " + e.msg }
 
 func (w *worker) connect() error {
 	cfg := &w.rd.p.cfg
-	network, address := SplitAddr(w.rd.target.Addr)
+	addr, useTLS := strings.CutPrefix(w.rd.target.Addr, "tls:")
+	network, address := SplitAddr(addr)
 	d := net.Dialer{Timeout: cfg.Timeout}
-	c, err := d.DialContext(w.rd.ctx, network, address)
+	var c net.Conn
+	var err error
+	if useTLS {
+		if cfg.TLS == nil {
+			return &callError{kind: "dial", msg: "a tls: target needs a TLS configuration (--tls-ca)"}
+		}
+		c, err = (&tls.Dialer{NetDialer: &d, Config: cfg.TLS}).DialContext(w.rd.ctx, network, address)
+	} else {
+		c, err = d.DialContext(w.rd.ctx, network, address)
+	}
 	if err != nil {
 		return &callError{kind: "dial", msg: err.Error()}
 	}

@@ -44,9 +44,15 @@ func newArmedConn(c net.Conn) *armedConn {
 }
 
 // write holds the three pieces of a message for the next Read when they are small (and
-// the connection has a descriptor), and writes them at once otherwise.
+// the connection has a descriptor), and writes them at once otherwise. On a connection
+// without one (TLS) a small message is joined and written at once: one TLS record.
 func (a *armedConn) write(p1, p2, p3 []byte) error {
-	if a.rc == nil || len(a.out)+len(p1)+len(p2)+len(p3) > armLimit {
+	small := len(a.out)+len(p1)+len(p2)+len(p3) <= armLimit
+	if a.rc == nil && small {
+		a.out = append(append(append(a.out, p1...), p2...), p3...)
+		return a.flush()
+	}
+	if !small {
 		if err := a.flush(); err != nil {
 			return err
 		}

@@ -168,9 +168,14 @@ func (g *goClient) send(tb testing.TB, t frame.MsgType, flags frame.Flags, ann f
 }
 
 func benchmarkSmallCalls(b *testing.B, ann frame.Annotations, mutate func(*config.Config)) {
+	benchmarkSmallCallsOver(b, dialClient, ann, mutate)
+}
+
+// benchmarkSmallCallsOver is benchmarkSmallCalls with clients connected by dial.
+func benchmarkSmallCallsOver(b *testing.B, dial func(testing.TB, string) *goClient, ann frame.Annotations, mutate func(*config.Config)) {
 	be := fixedBackend(b)
 	_, addr := startProxy(b, be.Addr().String(), mutate)
-	g := dialClient(b, addr)
+	g := dial(b, addr)
 	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(payload)))
@@ -218,11 +223,15 @@ func BenchmarkDirectSmall(b *testing.B) {
 	}
 }
 
-// benchmarkLarge sends large payloads one way (oneway calls) through the dispatcher.
-func benchmarkLarge(b *testing.B, size int, mutate func(*config.Config)) {
+// benchmarkLarge sends large payloads through the dispatcher, echoed back; clients
+// connected by dial (nil: dialClient).
+func benchmarkLarge(b *testing.B, size int, dial func(testing.TB, string) *goClient, mutate func(*config.Config)) {
 	be := fixedBackend(b)
 	_, addr := startProxy(b, be.Addr().String(), mutate)
-	g := dialClient(b, addr)
+	if dial == nil {
+		dial = dialClient
+	}
+	g := dial(b, addr)
 	payload := bytes.Repeat([]byte{'z'}, size)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
@@ -235,10 +244,10 @@ func benchmarkLarge(b *testing.B, size int, mutate func(*config.Config)) {
 }
 
 // BenchmarkForwardLarge: 8 MiB calls echoed back, payloads spliced both ways.
-func BenchmarkForwardLarge(b *testing.B) { benchmarkLarge(b, 8<<20, nil) }
+func BenchmarkForwardLarge(b *testing.B) { benchmarkLarge(b, 8<<20, nil, nil) }
 
 // BenchmarkForwardLargeBuffered: the same with splicing disabled (payloads buffered in
 // user space: buffered_payload raised over the payload size), to show what splice saves.
 func BenchmarkForwardLargeBuffered(b *testing.B) {
-	benchmarkLarge(b, 8<<20, func(c *config.Config) { c.Limits.BufferedPayload = 16 << 20 })
+	benchmarkLarge(b, 8<<20, nil, func(c *config.Config) { c.Limits.BufferedPayload = 16 << 20 })
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -787,6 +788,7 @@ func (s *Session) forwardReply(m *frame.Message) error {
 type writer struct {
 	iov  [3][]byte
 	bufs net.Buffers
+	flat []byte // the pieces joined, for a connection without writev (TLS: one record)
 	// pipe, when set, moves large payloads instead of io.CopyN, and knows which side
 	// failed midway and how much it took from the source (see deliver).
 	pipe *splice.Pipe
@@ -809,8 +811,15 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 	} else {
 		w.iov = [3][]byte{m.Raw, m.Annotations, m.Payload}
 	}
-	w.bufs = w.iov[:]
-	if _, err := w.bufs.WriteTo(dst); err != nil {
+	var err error
+	if _, sock := dst.(syscall.Conn); sock {
+		w.bufs = w.iov[:]
+		_, err = w.bufs.WriteTo(dst)
+	} else { // TLS would make a record of each piece
+		w.flat = append(append(append(w.flat[:0], w.iov[0]...), w.iov[1]...), w.iov[2]...)
+		_, err = dst.Write(w.flat)
+	}
+	if err != nil {
 		return &copyError{fromClient: !srcIsClient, err: err}
 	}
 	if m.Remaining > 0 && w.pipe != nil {

@@ -19,7 +19,7 @@ import (
 )
 
 // tlsClientConfig trusts the test CA and, when cert is set, presents cert/key.
-func tlsClientConfig(t *testing.T, ca, cert, key string) *tls.Config {
+func tlsClientConfig(t testing.TB, ca, cert, key string) *tls.Config {
 	t.Helper()
 	pem, err := os.ReadFile(ca)
 	if err != nil {
@@ -42,7 +42,7 @@ func tlsClientConfig(t *testing.T, ca, cert, key string) *tls.Config {
 }
 
 // dialTLS connects a Pyro4 client over TLS and performs its CONNECT.
-func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*goClient, error) {
+func dialTLS(t testing.TB, addr string, cfg *tls.Config) (*goClient, error) {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: answerWithin}, "tcp", addr, cfg)
 	if err != nil {
@@ -175,4 +175,39 @@ func TestTLSBothSides(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tlsBench is a TLS listener's configuration for benchmarks and the client dialer that
+// trusts it.
+func tlsBench(b *testing.B) (func(*config.Config), func(testing.TB, string) *goClient) {
+	f, err := testcert.Write(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := tlsClientConfig(b, f.CACert, "", "")
+	mutate := func(c *config.Config) {
+		c.Listeners[0].TLS = &config.ListenerTLS{Cert: f.ServerCert, Key: f.ServerKey}
+	}
+	dial := func(tb testing.TB, addr string) *goClient {
+		g, err := dialTLS(tb, addr, cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return g
+	}
+	return mutate, dial
+}
+
+// BenchmarkForwardSmallTLS: BenchmarkForwardSmall with the client on TLS (the client's
+// side of TLS runs in the benchmark too).
+func BenchmarkForwardSmallTLS(b *testing.B) {
+	mutate, dial := tlsBench(b)
+	benchmarkSmallCallsOver(b, dial, nil, mutate)
+}
+
+// BenchmarkForwardLargeTLS: BenchmarkForwardLarge with the client on TLS: payloads are
+// copied through a buffer, as TLS cannot splice.
+func BenchmarkForwardLargeTLS(b *testing.B) {
+	mutate, dial := tlsBench(b)
+	benchmarkLarge(b, 8<<20, dial, mutate)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/bench"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
 )
 
 func init() {
@@ -41,12 +42,14 @@ type benchOptions struct {
 	chartFile  string
 	quiet      bool
 	cpu        []string
+	tlsCA      string
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench", "", stderr)
 	var o benchOptions
-	fs.StringArrayVarP(&o.targets, "target", "t", nil, "server to measure, NAME=ADDR (ADDR: HOST:PORT or unix:/path); repeat to compare, ratios are to the first")
+	fs.StringArrayVarP(&o.targets, "target", "t", nil, "server to measure, NAME=ADDR (ADDR: HOST:PORT, unix:/path, or tls:HOST:PORT for a TLS listener); repeat to compare, ratios are to the first")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA file the certificates of tls: targets must chain to")
 	fs.StringVar(&o.object, "object", bench.EchoObject, "object id to call")
 	fs.IntVarP(&o.conns, "conns", "c", 4, "connections per target, each a Pyro4 proxy making sequential calls")
 	fs.DurationVarP(&o.duration, "duration", "d", 10*time.Second, "measured time of each round of each target")
@@ -191,6 +194,13 @@ func (o *benchOptions) config(durationSet bool) (bench.Config, error) {
 	}
 	cfg.Object, cfg.Conns, cfg.Payload, cfg.Serializer, cfg.Mode = o.object, o.conns, int(o.payload), ser, mode
 	cfg.Rate, cfg.Warmup, cfg.Rounds, cfg.Timeout = o.rate, o.warmup, o.rounds, o.timeout
+	if o.tlsCA != "" {
+		cli, err := tlsfiles.NewClient(tlsfiles.ClientFiles{CA: o.tlsCA})
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TLS = cli.Config()
+	}
 	if o.calls > 0 {
 		cfg.Calls = o.calls
 	} else {
