@@ -70,9 +70,12 @@ func hostileCases() []hostileCase {
 			hostileCase{name: "chunk longer than the annotations" + suffix, send: hostileAnnotations(10, "CORR\x00\x10abcd"), msg: bad, err: "bad annotations"},
 			hostileCase{name: "chunks short of the annotation length" + suffix, send: hostileAnnotations(12, "ABCD\x00\x02xyEF"), msg: bad, err: "bad annotations"},
 			hostileCase{name: "half a header then a stall" + suffix, send: invoke[:10], msg: timeout, err: "i/o timeout"},
+			hostileCase{name: "a 4 GiB length (0xFFFFFFFF)" + suffix, send: hostileHeader(frame.Invoke, -1, 0), msg: bad, err: "negative payload length"},
+			hostileCase{name: "endless annotations (64 KiB announced, a trickle sent)" + suffix,
+				send: append(hostileHeader(frame.Invoke, 10, 65535), "ABCD\xff\xf9xxxxxxxx"...), msg: timeout, err: "i/o timeout"},
 		)
-		for i := range cases[len(cases)-9:] {
-			cases[len(cases)-9+i].handshake = after
+		for i := range cases[len(cases)-11:] {
+			cases[len(cases)-11+i].handshake = after
 		}
 	}
 	cases = append(cases,

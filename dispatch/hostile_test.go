@@ -1,0 +1,130 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pyro-dispatch/pyro-dispatch/config"
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/testcert"
+)
+
+// A flood of connections from one IP (3,000 here, standing in for a million: the
+// mechanism is the same) costs bounded memory and sessions, and a client from another
+// IP is served throughout.
+func TestConnectionFloodFromOneIP(t *testing.T) {
+	be := echoBackend(t, func(*frame.Reader, *frame.Message, *frame.Header) answer { return reply })
+	srv, addr := startProxy(t, be.Addr().String(), func(c *config.Config) {
+		c.Limits.MaxConnectionsPer = 32
+		c.Timeouts.Header = 2 * time.Second
+	})
+	other := dialFrom(t, "127.0.0.2", addr)
+	if o := other.ask(frame.Serpent, frame.Connect, 0, []byte("hello")); o.h.Type != frame.ConnectOK {
+		t.Fatalf("CONNECT: %v", o)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const flood = 3000
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}, Timeout: answerWithin}
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	maxSessions := 0
+	for i := range flood {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if i%100 == 0 {
+			maxSessions = max(maxSessions, srv.Sessions())
+			if o := other.ask(frame.Serpent, frame.Invoke, 0, []byte("still here")); string(o.payload) != "still here" {
+				t.Fatalf("the other client during the flood (%d connections): %v", i, o)
+			}
+		}
+	}
+	maxSessions = max(maxSessions, srv.Sessions())
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	// Within the per-IP limit, plus the 256 answered with a CONNECTFAIL: the rest are
+	// closed at once, holding nothing.
+	// (+1 the other client, +1 the one being refused at the instant of a count)
+	if limit := 32 + rejectBacklog + 2; maxSessions > limit {
+		t.Errorf("%d sessions open during the flood, want at most %d", maxSessions, limit)
+	}
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 32<<20 {
+		t.Errorf("heap grew by %d MiB during a flood of %d connections", grew>>20, flood)
+	}
+	t.Logf("%d connections from one IP: at most %d sessions, heap %+d KiB", flood, maxSessions, (int64(after.HeapInuse)-int64(before.HeapInuse))>>10)
+}
+
+// A TLS listener against garbage before the handshake and a client asking to
+// renegotiate (openssl s_client's "R", TLS 1.2): each connection is closed with a log
+// line, and a TLS client connected meanwhile carries on.
+func TestTLSHostile(t *testing.T) {
+	f, err := testcert.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := echoBackend(t, func(*frame.Reader, *frame.Message, *frame.Header) answer { return reply })
+	core, logs := observer.New(zap.InfoLevel)
+	_, addr := startProxyLogged(t, be.Addr().String(), zap.New(core), func(c *config.Config) {
+		c.Listeners[0].TLS = &config.ListenerTLS{Cert: f.ServerCert, Key: f.ServerKey}
+		c.Timeouts.Header = 2 * time.Second
+	})
+	good, err := dialTLS(t, addr, tlsClientConfig(t, f.CACert, "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Garbage before the handshake.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(bytes.Repeat([]byte{0x16, 0x03, 0x01, 0xff, 0xff}, 100))
+	c.SetReadDeadline(time.Now().Add(answerWithin))
+	if _, err := io.Copy(io.Discard, c); err != nil { // an alert at most, then the end
+		t.Errorf("garbage before the handshake: %v, want the connection closed", err)
+	}
+	waitLogged(t, logs, "closing client: TLS handshake failed", "")
+	if o := good.ask(frame.Serpent, frame.Invoke, 0, []byte("ok")); string(o.payload) != "ok" {
+		t.Fatalf("TLS client after the garbage: %v", o)
+	}
+	// Renegotiation, asked for by openssl s_client after a TLS 1.2 handshake.
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", addr, "-tls1_2", "-CAfile", f.CACert, "-servername", "localhost")
+	cmd.Stdin = strings.NewReader("R\n")
+	out, _ := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("openssl s_client hung:\n%s", out)
+	}
+	if !bytes.Contains(out, []byte("RENEGOTIATING")) {
+		t.Fatalf("openssl did not try to renegotiate:\n%s", out)
+	}
+	if after := out[bytes.Index(out, []byte("RENEGOTIATING")):]; !bytes.Contains(after, []byte("alert")) {
+		t.Fatalf("renegotiation not refused with an alert:\n%s", out)
+	}
+	if o := good.ask(frame.Serpent, frame.Invoke, 0, []byte("still")); string(o.payload) != "still" {
+		t.Fatalf("TLS client after a renegotiation attempt: %v", o)
+	}
+}
