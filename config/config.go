@@ -25,6 +25,25 @@ type Config struct {
 	Limits    Limits     `yaml:"limits"`
 	Timeouts  Timeouts   `yaml:"timeouts"`
 	Log       Log        `yaml:"log"`
+	Admin     Admin      `yaml:"admin,omitempty"`
+	Metrics   Metrics    `yaml:"metrics,omitempty"`
+}
+
+// Admin is the admin listener: Prometheus metrics, health, the JSON API and the
+// dashboard. Off unless Listen is set; metrics are kept only then.
+type Admin struct {
+	Listen string `yaml:"listen,omitempty"` // HOST:PORT or unix:/path; loopback unless you mean it
+	// TokenFile holds a bearer token every request but /healthz and /readyz must carry
+	// (Authorization: Bearer TOKEN); without it, anyone who reaches the address may act.
+	TokenFile string `yaml:"token_file,omitempty"`
+}
+
+// Metrics configures what the metrics break down.
+type Metrics struct {
+	// Objects are the object ids (patterns as in routes) whose calls are counted per
+	// object and method in pyro_dispatch_object_calls_total; the rest count as "other",
+	// so that labels stay bounded.
+	Objects StringList `yaml:"objects,omitempty"`
 }
 
 // Listener is one set of listening addresses and where their clients go.
@@ -361,6 +380,25 @@ func (c *Config) Validate() error {
 		"timeouts.dial": c.Timeouts.Dial, "timeouts.call": c.Timeouts.Call, "timeouts.drain": c.Timeouts.Drain} {
 		if d < 0 {
 			return fieldErr(key, "must not be negative")
+		}
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := ParseAddress(c.Admin.Listen); err != nil {
+			return fieldErr("admin.listen", "%v", err)
+		}
+	} else if c.Admin.TokenFile != "" {
+		return fieldErr("admin.token_file", "only with admin.listen")
+	}
+	if c.Admin.TokenFile != "" {
+		if b, err := os.ReadFile(c.Admin.TokenFile); err != nil {
+			return fieldErr("admin.token_file", "%v", err)
+		} else if strings.TrimSpace(string(b)) == "" {
+			return fieldErr("admin.token_file", "%s is empty", c.Admin.TokenFile)
+		}
+	}
+	for i, p := range c.Metrics.Objects {
+		if _, err := CompilePattern(p); err != nil {
+			return fieldErr(fmt.Sprintf("metrics.objects[%d]", i), "%v", err)
 		}
 	}
 	switch c.Log.Level {

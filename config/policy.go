@@ -74,6 +74,9 @@ func defaultBurst(burst int, rate float64) int {
 // arbitrary code on a daemon that deserializes them.
 func (c *Config) Warnings() []string {
 	var out []string
+	if c.Admin.Listen != "" && !loopback(c.Admin.Listen) && c.Admin.TokenFile == "" {
+		out = append(out, fmt.Sprintf("admin.listen %s is not loopback and has no token_file: anyone who reaches it can drain members, close clients and reload", c.Admin.Listen))
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		exposed := ""

@@ -13,6 +13,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
@@ -596,9 +597,9 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 			return false, err
 		}
 	}
-	outcome := "ok"
+	outcome := metrics.OK
 	if m.Header.Flags.Has(frame.FlagException) {
-		outcome = "exception"
+		outcome = metrics.Exception
 	}
 	size := m.Header.DataLen
 	if d := s.srv.cfg.Timeouts.Header; d > 0 {
@@ -610,11 +611,12 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 	if err != nil {
 		s.client.Close() // gone, too slow, or its reply cut short: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
-		outcome = "error"
+		outcome = metrics.ClientGone
 		if fromClient(err) { // the reader's position is known: the rest can be skipped
-			if err = r.Discard(m); err == nil {
-				outcome = "client gone"
-			}
+			err = r.Discard(m)
+		}
+		if err != nil {
+			outcome = metrics.BackendLost
 		}
 		if err != nil {
 			// The backend failed mid-reply (or, without a pipe, the position is unknown).
@@ -625,7 +627,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 			c.mu.Unlock()
 		}
 	}
-	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
+	s.logCall(s.call.member, s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, outcome, size)
 	s.finishCall()
 	return true, err
 }
@@ -639,13 +641,13 @@ func (c *muxConn) lost(s *Session, err error) {
 	if errors.Is(err, errClientLeft) {
 		s.logger().Info("client left in the middle of its large request: its upstream connection is closed",
 			zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
-		s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "client gone", 0)
+		s.logCall(s.call.member, s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, metrics.ClientGone, 0)
 		s.finishCall()
 		return
 	}
 	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
 		zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
-	s.logCall(s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, "lost", 0)
+	s.logCall(s.call.member, s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, lostOutcome(err), 0)
 	s.finishCall()
 }
 
@@ -714,7 +716,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 			if oneway {
 				s.endPipelined(x, c, large)
 				if err == nil {
-					s.logCall(h, corr, object, method, start, "oneway", 0)
+					s.logCall(s.member, h, corr, object, method, start, metrics.Oneway, 0)
 				}
 			}
 			if fromClient(err) {

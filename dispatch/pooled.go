@@ -334,14 +334,16 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 // members cannot be reached, the next one is tried.
 func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
 	a := attempt{g: g}
+	hit := false
 	for {
 		member, err := a.next(&s.req)
 		if err != nil {
-			s.connectFail(m, "pyro-dispatch: "+err.Error())
+			s.connectFail(m, causeBackend, "pyro-dispatch: "+err.Error())
 			return false
 		}
 		h := s.st.handshakes.get(member, m)
 		s.hs, s.member = h, member
+		hit = h.cached() != nil
 		s.log = nil // rebuilt with the backend field
 		if h.cached() != nil && h.pool.Full() {
 			break // every connection in use: the member serves
@@ -364,13 +366,16 @@ func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
 				s.logger().Info("backend rejected the handshake")
 				return false
 			}
-			s.connectFail(m, "pyro-dispatch: "+poolReason(err, member, s.hs.pool))
+			s.connectFail(m, causeBackend, "pyro-dispatch: "+poolReason(err, member, s.hs.pool))
 			return false
 		}
 		lease.Release()
 		break
 	}
 	s.member.Succeeded()
+	if s.srv.metrics != nil {
+		s.srv.metrics.Handshake(s.st.name, hit)
+	}
 	s.sendStored(s.hs.cached(), m)
 	if len(s.st.affinity) > 0 {
 		obj, err := frame.PeekConnectObject(m.Header.Serializer, m.Header.Flags, m.Payload)
@@ -488,7 +493,7 @@ func (s *Session) pinAffinity(object string) {
 	s.affinityUnknown = false
 	for _, pat := range s.st.affinity {
 		if ok, _ := path.Match(pat, object); ok {
-			s.pinned = true
+			s.pinned, s.pinReason = true, "affinity "+pat
 			s.debug("pinned to one upstream connection: affinity", zap.String("object", object), zap.String("pattern", pat))
 			return
 		}

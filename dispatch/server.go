@@ -16,9 +16,11 @@ import (
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
 )
@@ -36,6 +38,9 @@ type Server struct {
 	probe          routing.Probe
 	backendTLS     atomic.Pointer[backendTLS] // the TLS side of dials to groups with tls
 	rates          *rates                     // per client IP rate limits; nil when none
+	metrics        *metrics.Metrics           // nil without an admin listener
+	nextID         atomic.Uint64              // session ids
+	objects        objectLabels               // metrics.objects
 	hangups        *hangups                   // session mode: daemons closing idle backend connections
 
 	table     atomic.Pointer[routing.Table]
@@ -105,12 +110,19 @@ func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 		pools:          map[*handshakes]struct{}{},
 	}
 	s.probe = s.probeMember
+	if cfg.Admin.Listen != "" {
+		s.metrics = metrics.New()
+		s.metrics.Registry.MustRegister(stateCollector{s})
+		s.objects = newObjectLabels(cfg.Metrics.Objects)
+		errs := s.metrics.Errors()
+		s.log = s.log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, errs) }))
+	}
 	bt, err := newBackendTLS(&s.cfg, &backendTLS{})
 	if err != nil {
 		return nil, err
 	}
 	s.backendTLS.Store(bt)
-	t, err := routing.Compile(&s.cfg, nil, log)
+	t, err := routing.Compile(&s.cfg, nil, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +236,14 @@ func (s *Server) Table() *routing.Table { return s.table.Load() }
 // settings stay as they were started (Changed lists them). When cfg is invalid or a new
 // socket cannot be opened, nothing changes and the error says why.
 func (s *Server) Reload(cfg config.Config) error {
+	err := s.reload(cfg)
+	if s.metrics != nil {
+		s.metrics.Reloaded(err == nil)
+	}
+	return err
+}
+
+func (s *Server) reload(cfg config.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -388,14 +408,17 @@ func (s *Server) acceptLoop(l *listener) {
 			c = tls.Server(c, st.tls.Config()) // its handshake is the session's first step
 		}
 		sess := newSession(s, st, c)
-		reason, ok := s.admit(sess)
+		if s.metrics != nil {
+			s.metrics.Accepted(st.name)
+		}
+		reason, cause, ok := s.admit(sess)
 		if !ok {
 			s.log.Warn("closing client: far over the connection limit", zap.Stringer("client", remoteAddr{c}), zap.String("reason", reason))
 			c.Close()
 			s.release(sess)
 			continue
 		}
-		sess.refusal = reason
+		sess.refusal, sess.refusalCause = reason, cause
 		s.sessionWG.Add(1)
 		go func() {
 			defer s.sessionWG.Done()
@@ -411,7 +434,7 @@ const rejectBacklog = 256
 // admit registers a new session against the connection limits. A non-empty reason means
 // it is over a limit: it gets a CONNECTFAIL with that reason instead of a backend.
 // ok is false when it is so far over that it is closed without an answer.
-func (s *Server) admit(sess *Session) (reason string, ok bool) {
+func (s *Server) admit(sess *Session) (reason, cause string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions[sess] = struct{}{}
@@ -421,15 +444,15 @@ func (s *Server) admit(sess *Session) (reason string, ok bool) {
 	lim := s.cfg.Limits
 	switch {
 	case lim.MaxConnections > 0 && len(s.sessions) > lim.MaxConnections:
-		reason = "pyro-dispatch: too many client connections (limit " + strconv.Itoa(lim.MaxConnections) + ")"
+		reason, cause = "pyro-dispatch: too many client connections (limit "+strconv.Itoa(lim.MaxConnections)+")", causeLimit
 		ok = len(s.sessions) <= lim.MaxConnections+rejectBacklog
 	case lim.MaxConnectionsPer > 0 && sess.ip != "" && s.perIP[sess.ip] > lim.MaxConnectionsPer:
-		reason = "pyro-dispatch: too many connections from " + sess.ip + " (limit " + strconv.Itoa(lim.MaxConnectionsPer) + ")"
+		reason, cause = "pyro-dispatch: too many connections from "+sess.ip+" (limit "+strconv.Itoa(lim.MaxConnectionsPer)+")", causeLimit
 		ok = s.perIP[sess.ip] <= lim.MaxConnectionsPer+rejectBacklog
 	default:
-		reason, ok = sess.ipr.connectRefusal(s.rates, sess.ip), true
+		reason, cause, ok = sess.ipr.connectRefusal(s.rates, sess.ip), causeRate, true
 	}
-	return reason, ok
+	return reason, cause, ok
 }
 
 // release forgets a finished session.

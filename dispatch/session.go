@@ -20,6 +20,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
@@ -37,7 +38,14 @@ type Session struct {
 	ipr     *ipRates     // its rate limits, nil when none
 	hm      *sessionHMAC // re-signs its messages (listener hmac keys that differ); nil when not
 	refusal string       // non-empty when over a connection limit: the CONNECTFAIL reason
-	log     *zap.Logger  // with the session's fields; built by logger() when first needed
+	// refusalCause is the metrics cause of refusal (causeLimit or causeRate).
+	refusalCause string
+	id           uint64             // for the admin API
+	pinReason    string             // why pinned (pooled mode)
+	stats        sessionStats       // for the admin API; under mu, kept only with metrics on
+	cs           *metrics.CallStats // metrics of calls to csMember (recordCall); nil before the first
+	csMember     *routing.Member
+	log          *zap.Logger // with the session's fields; built by logger() when first needed
 
 	req   routing.Request // the CONNECT or call being routed
 	group *routing.Group  // where the CONNECT or (pooled mode) the current call goes
@@ -109,8 +117,9 @@ func (s *Session) upstreamConn() net.Conn {
 
 func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
-	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c)}
+	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c), id: srv.nextID.Add(1)}
 	s.ipr = srv.rates.of(s.ip)
+	s.stats.started = time.Now()
 	if _, ok := c.(*tls.Conn); ok {
 		s.w.pipe = splice.New() // copies through its buffer: nothing to splice, no allocation per copy
 	}
@@ -167,32 +176,32 @@ func (s *Session) handshake() bool {
 	}
 	s.setClientDeadline(0)
 	if s.refusal != "" {
-		s.connectFail(&m, s.refusal)
+		s.connectFail(&m, s.refusalCause, s.refusal)
 		return false
 	}
 	if s.hm != nil {
 		// As a Pyro4 daemon with a key: a CONNECTFAIL (signed with the client key, so the
 		// client's own check gives it the daemon's error), then the connection closes.
 		if err := s.hm.reqVerify.Verify(m.Payload, m.Annotations); err != nil {
-			s.connectFail(&m, "pyro-dispatch: "+err.Error())
+			s.connectFail(&m, causeHMAC, "pyro-dispatch: "+err.Error())
 			return false
 		}
 	}
 	r := s.router()
 	s.lpolicy = r.Policy()
 	if err := s.checkSerializer(m.Header.Serializer, s.lpolicy, -1); err != nil {
-		s.connectFail(&m, err.Error())
+		s.connectFail(&m, causePolicy, err.Error())
 		s.logger().Warn("refused client: serializer policy", zap.Error(err))
 		return false
 	}
 	s.req.Reset(true, s.addr, &m)
 	d := r.Decide(&s.req)
 	if d.Group == nil {
-		s.connectFail(&m, "pyro-dispatch: "+d.Deny)
+		s.connectFail(&m, causeDenied, "pyro-dispatch: "+d.Deny)
 		return false
 	}
 	if err := s.checkSerializer(m.Header.Serializer, d.Serializers, d.Rule); err != nil {
-		s.connectFail(&m, err.Error())
+		s.connectFail(&m, causePolicy, err.Error())
 		s.logger().Warn("refused client: serializer policy", zap.Error(err))
 		return false
 	}
@@ -302,7 +311,7 @@ func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
 	for {
 		member, err := a.next(&s.req)
 		if err != nil {
-			s.connectFail(m, "pyro-dispatch: "+err.Error())
+			s.connectFail(m, causeBackend, "pyro-dispatch: "+err.Error())
 			return false
 		}
 		s.member, s.log = member, nil // the logger is rebuilt with the backend field
@@ -315,7 +324,7 @@ func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
 			if dial == 0 || time.Now().Before(deadline) {
 				continue
 			}
-			s.connectFail(m, "pyro-dispatch: "+g.NoHealthy(a.errs).Error())
+			s.connectFail(m, causeBackend, "pyro-dispatch: "+g.NoHealthy(a.errs).Error())
 			return false
 		}
 		if ok {
@@ -462,8 +471,12 @@ func (s *Session) relayCall() error {
 	}
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	var object, method string
-	if s.srv.accessLog && h.Type == frame.Invoke {
+	if (s.srv.accessLog || len(s.srv.objects) > 0) && h.Type == frame.Invoke {
 		object, method = s.peekCall(&m)
+	}
+	if s.srv.metrics != nil {
+		corr, _ := m.Annotations.Lookup(frame.CORR)
+		s.beginCall(start, corr, object, method)
 	}
 	if s.affinityUnknown && h.Type == frame.Invoke {
 		if obj, _, err := frame.PeekInvoke(h.Serializer, h.Flags, m.Payload); err == nil {
@@ -471,7 +484,7 @@ func (s *Session) relayCall() error {
 		} else {
 			// Pickled or compressed: the object may be one with per-connection state on the
 			// backend (instance_mode "session", tracked resources), so keep it safe.
-			s.affinityUnknown, s.pinned = false, true
+			s.affinityUnknown, s.pinned, s.pinReason = false, true, "object unreadable by affinity patterns"
 			s.debug("pinned to one upstream connection: object unreadable with affinity patterns", zap.Error(err))
 		}
 	}
@@ -514,11 +527,11 @@ func (s *Session) relayCall() error {
 		if fromClient(err) {
 			return err
 		}
-		return s.upstreamLost(h, corr, err)
+		return s.upstreamLost(h, corr, object, method, start, err)
 	}
 	if oneway {
 		s.detach()
-		s.logCall(h, corr, object, method, start, "oneway", 0)
+		s.logCall(s.member, h, corr, object, method, start, metrics.Oneway, 0)
 		return nil
 	}
 	s.setUpstreamDeadline(s.srv.cfg.Timeouts.Call)
@@ -527,15 +540,15 @@ func (s *Session) relayCall() error {
 		err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", h.Seq, r.Header.Seq)
 	}
 	if err != nil {
-		return s.upstreamLost(h, corr, err)
+		return s.upstreamLost(h, corr, object, method, start, err)
 	}
-	outcome := "ok"
+	outcome := metrics.OK
 	if r.Header.Flags.Has(frame.FlagException) {
-		outcome = "exception"
+		outcome = metrics.Exception
 	}
 	if r.Header.Flags.Has(frame.FlagItemStreamResult) && s.lease.Conn != nil && !s.pinned {
 		// The backend keeps the item stream on this connection: so must the client.
-		s.pinned = true
+		s.pinned, s.pinReason = true, "item stream"
 		s.debug("pinned to its upstream connection: item stream", zap.Stringer("corr", corrID(corr)))
 	}
 	size := r.Header.DataLen
@@ -544,7 +557,7 @@ func (s *Session) relayCall() error {
 	}
 	s.setUpstreamDeadline(0)
 	s.detach()
-	s.logCall(h, corr, object, method, start, outcome, size)
+	s.logCall(s.member, h, corr, object, method, start, outcome, size)
 	return nil
 }
 
@@ -631,7 +644,7 @@ func (s *Session) leftWhileWaiting(start time.Time, h frame.Header, corr []byte,
 	}
 	s.logger().Info("client left while its call waited for a backend connection: the call is dropped, no daemon sees it",
 		zap.Stringer("corr", corrID(corr)), zap.Duration("waited", time.Since(start)))
-	s.logCall(h, corr, object, method, start, "client gone", 0)
+	s.logCall(s.member, h, corr, object, method, start, metrics.ClientGone, 0)
 	return true
 }
 
@@ -666,6 +679,10 @@ func (s *Session) refuseCall(m *frame.Message, why error) error {
 		return fmt.Errorf("reading request: %w", err)
 	}
 	s.setClientDeadline(0)
+	if s.srv.metrics != nil {
+		corr, _ := m.Annotations.Lookup(frame.CORR)
+		s.recordCall(nil, m.Header, corr, "", "", 0, refusedOutcome(why), 0)
+	}
 	class := frame.ExcCommunicationError
 	var pe *policyError
 	if errors.As(why, &pe) {
@@ -858,7 +875,8 @@ func fromClient(err error) bool {
 // the daemon's loss would close it, so that a Pyro4 client raises ConnectionClosedError
 // and its own retries (MAX_RETRIES) and _pyroReconnect work as they do directly. The
 // request is never sent again. A leased connection is destroyed, and the member ejected.
-func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
+func (s *Session) upstreamLost(h frame.Header, corr []byte, object, method string, start time.Time, err error) error {
+	s.logCall(s.member, h, corr, object, method, start, lostOutcome(err), 0)
 	s.member.Failed(err)
 	s.endCount()
 	if s.lease.Conn != nil {
@@ -874,8 +892,24 @@ func (s *Session) upstreamLost(h frame.Header, corr []byte, err error) error {
 // errLogged ends a session whose reason was logged already.
 var errLogged = errors.New("session ended (logged)")
 
-// connectFail answers the CONNECT m with a CONNECTFAIL carrying reason.
-func (s *Session) connectFail(m *frame.Message, reason string) {
+// Why a client was refused at CONNECT: the cause label of
+// pyro_dispatch_client_connections_refused_total.
+const (
+	causeLimit   = "limit"   // max_connections, max_connections_per_ip
+	causeRate    = "rate"    // connections_per_second_per_ip
+	causeTLS     = "tls"     // its TLS handshake failed
+	causeHMAC    = "hmac"    // its CONNECT failed the HMAC check
+	causePolicy  = "policy"  // its serializer
+	causeDenied  = "denied"  // a route's deny, or no route
+	causeBackend = "backend" // no member could be reached or took it
+)
+
+// connectFail answers the CONNECT m with a CONNECTFAIL carrying reason, and counts the
+// refusal under cause.
+func (s *Session) connectFail(m *frame.Message, cause, reason string) {
+	if s.srv.metrics != nil {
+		s.srv.metrics.RefusedConnection(s.st.name, cause)
+	}
 	corr, _ := m.Annotations.Lookup(frame.CORR)
 	s.connectFail2(m.Header.Serializer, m.Header.Seq, corr, reason)
 }
@@ -952,7 +986,11 @@ func (s *Session) peekCall(m *frame.Message) (object, method string) {
 	return object, method
 }
 
-func (s *Session) logCall(h frame.Header, corr []byte, object, method string, start time.Time, outcome string, replyBytes int) {
+func (s *Session) logCall(member *routing.Member, h frame.Header, corr []byte, object, method string, start time.Time, outcome metrics.Outcome, replyBytes int) {
+	if s.srv.metrics != nil {
+		s.recordCall(member, h, corr, object, method, time.Since(start), outcome, replyBytes)
+		s.endCall(member, h, replyBytes)
+	}
 	level := zapcore.DebugLevel
 	if s.srv.accessLog {
 		level = zapcore.InfoLevel
@@ -969,7 +1007,7 @@ func (s *Session) logCall(h frame.Header, corr []byte, object, method string, st
 		fields = append(fields, zap.String("object", object), zap.String("method", method))
 	}
 	fields = append(fields, zap.Stringer("flags", h.Flags), zap.Int("request_bytes", h.DataLen),
-		zap.Int("reply_bytes", replyBytes), zap.Duration("latency", time.Since(start)), zap.String("outcome", outcome))
+		zap.Int("reply_bytes", replyBytes), zap.Duration("latency", time.Since(start)), zap.Stringer("outcome", outcome))
 	ce.Write(fields...)
 }
 

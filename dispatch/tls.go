@@ -109,6 +109,9 @@ func (s *Session) acceptTLS(tc *tls.Conn) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.logger().Warn("closing client: TLS handshake failed", zap.String("reason", tlsfiles.AcceptReason(err)), zap.Error(err))
+		if s.srv.metrics != nil {
+			s.srv.metrics.RefusedConnection(s.st.name, causeTLS)
+		}
 		var rhe tls.RecordHeaderError
 		if errors.As(err, &rhe) && rhe.Conn != nil && bytes.HasPrefix(rhe.RecordHeader[:], []byte("PYRO")) {
 			refusePlain(rhe.Conn, d)

@@ -37,7 +37,8 @@ type Member struct {
 	weight   atomic.Int64 // set again by a reload that keeps the member
 	hash     uint64       // of Addr, for consistent hashing
 	inflight atomic.Int64
-	out      atomic.Bool // not in service: health check failing, or ejected
+	out      atomic.Bool // not in service: health check failing, ejected, or drained
+	drained  atomic.Bool // taken out by an operator (Drain): never picked, even in panic mode
 	retired  atomic.Bool // no longer in the configuration
 	group    atomic.Pointer[Group]
 
@@ -158,6 +159,29 @@ func (m *Member) checked(err error, hc config.Health) {
 	g.refresh()
 }
 
+// Drain takes the member out of service until Enable: no new call or client goes to it,
+// not even when every other member is out too; what is in flight on it finishes (and in
+// session mode its connected clients stay). who says who asked, for the log.
+func (m *Member) Drain(who string) {
+	g := m.group.Load()
+	if !m.drained.Swap(true) {
+		g.log.Warn("backend member drained", zap.String("group", g.Name), zap.String("member", m.Addr), zap.String("by", who))
+	}
+	g.refresh()
+}
+
+// Enable puts a drained member back in service.
+func (m *Member) Enable(who string) {
+	g := m.group.Load()
+	if m.drained.Swap(false) {
+		g.log.Info("backend member enabled", zap.String("group", g.Name), zap.String("member", m.Addr), zap.String("by", who))
+	}
+	g.refresh()
+}
+
+// Drained reports whether the member was drained.
+func (m *Member) Drained() bool { return m.drained.Load() }
+
 // Retired reports whether the member left the configuration (a reload removed it).
 func (m *Member) Retired() bool { return m.retired.Load() }
 
@@ -177,6 +201,9 @@ func (m *Member) Status() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var why []string
+	if m.drained.Load() {
+		why = append(why, "drained")
+	}
 	if m.down {
 		why = append(why, "health check failing: "+m.checkErr)
 	}
@@ -194,17 +221,21 @@ func (g *Group) Members() []*Member { return g.members }
 
 // refresh builds a new picker from the members' states.
 func (g *Group) refresh() {
-	var up []*Member
+	var up, all []*Member
 	for _, m := range g.members {
 		m.mu.Lock()
-		out := m.down || !m.ejectEnd.IsZero()
+		drained := m.drained.Load()
+		out := m.down || !m.ejectEnd.IsZero() || drained
 		m.mu.Unlock()
 		m.out.Store(out)
 		if !out {
 			up = append(up, m)
 		}
+		if !drained {
+			all = append(all, m)
+		}
 	}
-	g.picker.Store(&picker{up: newCandidates(up), all: newCandidates(g.members)})
+	g.picker.Store(&picker{up: newCandidates(up), all: newCandidates(all)})
 }
 
 // Tried is the set of a group's members a request has tried already (by position).

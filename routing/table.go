@@ -267,3 +267,31 @@ func sortedKeys(m map[string]config.StringList) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// RuleInfo is one compiled rule, as check prints it.
+type RuleInfo struct {
+	Match       string `json:"match"`
+	To          string `json:"to,omitempty"`
+	Deny        string `json:"deny,omitempty"`
+	Serializers string `json:"serializers,omitempty"`
+	Needs       string `json:"needs"`
+}
+
+// Rules returns the router's rules in order (the last one may be the listener's own
+// backend, which takes what no route takes).
+func (r *Router) Rules() []RuleInfo {
+	out := make([]RuleInfo, 0, len(r.rules))
+	for _, ru := range r.rules {
+		in := RuleInfo{Match: describeMatch(&ru.src.Match), Needs: describeNeeds(ru.needs)}
+		if ru.group != nil {
+			in.To = ru.src.To
+		} else {
+			in.Deny = ru.deny
+		}
+		if ru.policy != 0 {
+			in.Serializers = ru.policy.String()
+		}
+		out = append(out, in)
+	}
+	return out
+}
