@@ -251,3 +251,18 @@ func BenchmarkForwardLarge(b *testing.B) { benchmarkLarge(b, 8<<20, nil, nil) }
 func BenchmarkForwardLargeBuffered(b *testing.B) {
 	benchmarkLarge(b, 8<<20, nil, func(c *config.Config) { c.Limits.BufferedPayload = 16 << 20 })
 }
+
+// BenchmarkForwardSmallMetrics: BenchmarkForwardSmall with the admin listener's metrics
+// on (every call counted and timed, the session's call noted for the API).
+func BenchmarkForwardSmallMetrics(b *testing.B) {
+	benchmarkSmallCalls(b, nil, func(c *config.Config) { c.Admin.Listen = "127.0.0.1:0" })
+}
+
+// BenchmarkForwardSmallPooledMetrics: the same in pooled mode, where each call is
+// leased a connection, routed and recorded.
+func BenchmarkForwardSmallPooledMetrics(b *testing.B) {
+	benchmarkSmallCalls(b, nil, func(c *config.Config) {
+		c.Admin.Listen = "127.0.0.1:0"
+		c.Listeners[0].Mode = config.ModePooled
+	})
+}

@@ -492,7 +492,7 @@ func (s *Session) relayCall() error {
 		if err := s.route(&m); fromClient(err) {
 			return fmt.Errorf("reading request: %w", err)
 		} else if err != nil {
-			return s.refuseCall(&m, errors.New("pyro-dispatch: "+err.Error()))
+			return s.refuseCall(&m, fmt.Errorf("pyro-dispatch: %w", err))
 		}
 		if h.Type == frame.Invoke {
 			if err := s.checkPolicies(h.Serializer); err != nil {
