@@ -7,23 +7,30 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # with a bare "context deadline exceeded" at the deadline (golang/go#75804, fixed in 1.27).
 FUZZTIME  ?= 100000x
 
-.PHONY: all build test vet unit fuzz bench bench-go bench-deps demo deps vectors clean
+.PHONY: all build test vet unit fuzz bench bench-go bench-deps demo deps test-deps vectors clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pyro-dispatch
 
+# Real Pyro4 and its optional serializers (the demo, the interop tests).
 deps:
 	./scripts/ensure-pyro4.sh python3-msgpack python3-dill python3-cloudpickle
+
+# What the tests need besides: Debian's chromium for the dashboard's browser test,
+# openssl for the TLS renegotiation test.
+test-deps:
+	./scripts/ensure-pyro4.sh python3-msgpack python3-dill python3-cloudpickle chromium openssl
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 
-# Interop tests fail (not skip) when real Pyro4 is missing.
-unit: deps
-	PYRO_DISPATCH_REQUIRE_PYRO4=1 $(GO) test -race -count=1 -timeout 15m ./...
+# Interop tests fail (not skip) when real Pyro4 is missing, the browser test when
+# chromium is.
+unit: test-deps
+	PYRO_DISPATCH_REQUIRE_PYRO4=1 PYRO_DISPATCH_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 # Every fuzz target, FUZZTIME each (longer by hand: make fuzz FUZZTIME=10m, or 5000000x).
 fuzz:

@@ -88,10 +88,12 @@ $GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
 $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 PD=$TMP/pyro-dispatch
 
-BASE=$(pick_ports 13)
+BASE=$(pick_ports 15)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 # the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
 P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))
+# pyro-dispatch with its admin listener (metrics on), and that listener
+P_PDADM=$((BASE + 13)) P_ADMIN=$((BASE + 14))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -118,6 +120,7 @@ start echo "$PD" echo --listen $H:$P_ECHO --max-message-size 256MiB --quiet
 wait_port echo $P_ECHO
 start pyro-dispatch "$PD" serve --listen $H:$P_PD --backend $H:$P_ECHO
 start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO --procs 1
+start pyro-dispatch-admin "$PD" serve --listen $H:$P_PDADM --backend $H:$P_ECHO --admin $H:$P_ADMIN
 start pyro-dispatch-pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 64
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
@@ -173,7 +176,7 @@ sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \
   bench/haproxy-replicas.cfg >"$TMP/haproxy-replicas.cfg"
 start haproxy-lb haproxy -db -f "$TMP/haproxy-replicas.cfg"
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD \
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD \
   pyro-dispatch-lb:$P_LB pyro-dispatch-lb-pipelined:$P_LBPIPE haproxy-lb:$P_HALB; do
   wait_port "${s%%:*}" "${s##*:}"
 done
@@ -224,8 +227,9 @@ for payload in 16 1KiB; do
     [ $payload = 16 ] || size="1 KiB"
     # shellcheck disable=SC2086
     bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
-      $TARGETS -t pyro-dispatch-procs1=$H:$P_PD1 -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
-      $CPU --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --payload $payload --conns $conns $SMALL
+      $TARGETS -t pyro-dispatch-procs1=$H:$P_PD1 -t pyro-dispatch-admin=$H:$P_PDADM -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
+      $CPU --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --cpu pyro-dispatch-admin=$PID_pyro_dispatch_admin \
+      --payload $payload --conns $conns $SMALL
   done
 done
 # 3 replicas: HAProxy first, so that the ratios of `pyro-dispatch bench` are to HAProxy.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,12 @@ func (s *Server) Changed(cfg config.Config) []string {
 	}
 	if cfg.Log != s.cfg.Log {
 		out = append(out, "log")
+	}
+	if cfg.Admin != s.cfg.Admin {
+		out = append(out, "admin")
+	}
+	if !slices.Equal(cfg.Metrics.Objects, s.cfg.Metrics.Objects) {
+		out = append(out, "metrics")
 	}
 	return out
 }

@@ -682,6 +682,7 @@ func (s *Session) refuseCall(m *frame.Message, why error) error {
 	if s.srv.metrics != nil {
 		corr, _ := m.Annotations.Lookup(frame.CORR)
 		s.recordCall(nil, m.Header, corr, "", "", 0, refusedOutcome(why), 0)
+		s.endCall(nil, m.Header, 0)
 	}
 	class := frame.ExcCommunicationError
 	var pe *policyError

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pyro-dispatch/pyro-dispatch/admin"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
@@ -49,6 +52,8 @@ type configFlags struct {
 	burst     int
 	connRate  float64
 	sers      []string
+	admin     string
+	adminTok  string
 	tlsIn     config.ListenerTLS
 	tlsOut    config.BackendTLS
 	header    time.Duration
@@ -83,6 +88,8 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.callRate, "calls-per-second-per-ip", 0, "calls per second of all connections of one client IP; over it a call gets a CommunicationError (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 0, "calls over --calls-per-second-per-ip one IP may make at once (0: the rate)")
 	fs.Float64Var(&c.connRate, "connections-per-second-per-ip", 0, "new connections per second of one client IP; over it a CONNECT gets a CONNECTFAIL (0: no limit)")
+	fs.StringVar(&c.admin, "admin", "", "admin listener: Prometheus /metrics, /healthz, /readyz, the JSON API and the dashboard, on HOST:PORT or unix:/path (a bare :PORT binds 127.0.0.1; off by default)")
+	fs.StringVar(&c.adminTok, "admin-token-file", "", "a file holding the bearer token the admin listener requires (all but /healthz and /readyz)")
 	fs.StringVar(&c.tlsIn.Cert, "tls-cert", "", "terminate TLS for clients (Pyro4 SSL=True) with this PEM certificate (chain) file")
 	fs.StringVar(&c.tlsIn.Key, "tls-key", "", "the PEM key of --tls-cert (default: in that file)")
 	fs.StringVar(&c.tlsIn.ClientCA, "tls-client-ca", "", "require client certificates signed by a CA in this PEM file (Pyro4 SSL_REQUIRECLIENTCERT)")
@@ -165,6 +172,13 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 			apply()
 		}
 	}
+	set("admin", func() {
+		cfg.Admin.Listen = c.admin
+		if strings.HasPrefix(c.admin, ":") {
+			cfg.Admin.Listen = "127.0.0.1" + c.admin
+		}
+	})
+	set("admin-token-file", func() { cfg.Admin.TokenFile = c.adminTok })
 	set("log-level", func() { cfg.Log.Level = c.logLevel })
 	set("log-format", func() { cfg.Log.Format = c.logFormat })
 	set("access-log", func() { cfg.Log.Access = c.access })
@@ -270,7 +284,26 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pyro-dispatch serve: %v\n", err)
 		return 1
 	}
-	log.Info("ready", append([]zap.Field{zap.String("version", versionString())}, serving(srv, cfg)...)...)
+	fields := append([]zap.Field{zap.String("version", versionString())}, serving(srv, cfg)...)
+	if cfg.Admin.Listen != "" {
+		var reload func() error // none without a file to read again
+		if cf.file != "" {
+			reload = func() error { return cf.reload(srv, log) }
+		}
+		adm, addr, err := startAdmin(srv, cfg.Admin, reload, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "pyro-dispatch serve: admin: %v\n", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		defer func() {
+			actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			adm.Shutdown(actx)
+		}()
+		fields = append(fields, zap.String("admin", addr))
+	}
+	log.Info("ready", fields...)
 	for {
 		select {
 		case <-hup:
@@ -291,12 +324,18 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// reloadMu serializes reloads: SIGHUP and the admin API's.
+var reloadMu sync.Mutex
+
 // reload reads the configuration again (file, then the same flags) and puts it in
-// service; an invalid one is logged with its line numbers and the running one stays.
-func (c *configFlags) reload(srv *dispatch.Server, log *zap.Logger) {
+// service; an invalid one is logged with its line numbers and the running one stays (and
+// is the error, for the admin API).
+func (c *configFlags) reload(srv *dispatch.Server, log *zap.Logger) error {
+	reloadMu.Lock()
+	defer reloadMu.Unlock()
 	if c.file == "" {
-		log.Warn("SIGHUP ignored: no --config file to reload")
-		return
+		log.Warn("reload ignored: no --config file to reload")
+		return errors.New("no --config file to reload")
 	}
 	cfg, err := c.config(c.fs)
 	if err == nil {
@@ -304,13 +343,36 @@ func (c *configFlags) reload(srv *dispatch.Server, log *zap.Logger) {
 	}
 	if err != nil {
 		log.Error("reload failed: the running configuration stays", zap.String("config", c.file), zap.Error(err))
-		return
+		return err
 	}
 	fields := serving(srv, cfg)
 	if changed := srv.Changed(cfg); len(changed) > 0 {
 		fields = append(fields, zap.Strings("not_reloaded_need_restart", changed))
 	}
 	log.Info("reloaded", fields...)
+	return nil
+}
+
+// startAdmin opens the admin listener and serves it in the background until Shutdown.
+func startAdmin(srv *dispatch.Server, ac config.Admin, reload func() error, log *zap.Logger) (*admin.Admin, string, error) {
+	var token string
+	if ac.TokenFile != "" {
+		var err error
+		if token, err = admin.ReadToken(ac.TokenFile); err != nil {
+			return nil, "", err
+		}
+	}
+	ln, err := admin.Listen(ac.Listen)
+	if err != nil {
+		return nil, "", err
+	}
+	adm := admin.New(srv, admin.Options{Token: token, Reload: reload, Log: log})
+	go func() {
+		if err := adm.Serve(ln); err != nil {
+			log.Error("admin listener stopped", zap.Error(err))
+		}
+	}()
+	return adm, ln.Addr().Network() + ":" + ln.Addr().String(), nil
 }
 
 // serving describes the listeners in service for the ready and reloaded lines: each

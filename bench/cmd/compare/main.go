@@ -59,6 +59,7 @@ const (
 	pd        = "pyro-dispatch"
 	pipelined = "pyro-dispatch-pipelined"
 	procs1    = "pyro-dispatch-procs1"
+	adminOn   = "pyro-dispatch-admin"
 	haproxy   = "haproxy"
 	nginx     = "nginx"
 	pydisp    = "python-dispatcher"
@@ -435,7 +436,7 @@ func (w *workload) littleMBs(t *target) float64 {
 
 var displayName = map[string]string{
 	direct: "direct", pd: "pyro-dispatch", pipelined: "pyro-dispatch (pipelined)",
-	procs1: "pyro-dispatch (--procs 1)", haproxy: "HAProxy", nginx: "nginx",
+	procs1: "pyro-dispatch (--procs 1)", adminOn: "pyro-dispatch (admin listener, metrics on)", haproxy: "HAProxy", nginx: "nginx",
 	pydisp: "Python SerializedBlob dispatcher",
 }
 
@@ -482,6 +483,7 @@ func (o *options) write(b *strings.Builder, machine, setup pairs, ws []*workload
 
 	o.writeMachine(b, machine)
 	o.writeTargets(b, machine, byID)
+	o.writeAdmin(b, ws)
 	o.writeReference(b, byID)
 
 	b.WriteString("## Results by workload\n\n")
@@ -532,6 +534,40 @@ type check struct {
 // straddles tells whether sorted per-round values lie on both sides of goal.
 func straddles(v []float64, goal float64) bool {
 	return len(v) > 1 && v[0] < goal && v[len(v)-1] > goal
+}
+
+// adminGoal is the least share of its calls/s pyro-dispatch keeps with the admin listener
+// and its metrics on.
+const adminGoal = 0.97
+
+// writeAdmin compares pyro-dispatch with its admin listener and metrics on to the same
+// without, on every small workload of the run.
+func (o *options) writeAdmin(b *strings.Builder, ws []*workload) {
+	var rows []string
+	worst := math.Inf(1)
+	for _, w := range ws {
+		a, p := w.get(adminOn), w.get(pd)
+		if w.group != "small" || a == nil || p == nil {
+			continue
+		}
+		r := ratio(a.med.CallsPerSec, p.med.CallsPerSec)
+		worst = math.Min(worst, r)
+		rows = append(rows, fmt.Sprintf("| %s | %.0f | %.0f | %s | %s | %s / %s |\n", w.title, p.med.CallsPerSec, a.med.CallsPerSec,
+			fmtRatio(r), fmtRange(pairRatios(a, p, cps), fmtRatio), p.cpu(), a.cpu()))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## The admin listener's cost\n\n")
+	fmt.Fprintf(b, "pyro-dispatch in session mode without and with `--admin` (every call counted by outcome and timed in "+
+		"the Prometheus histogram, the session's call noted for the API), same run, rounds interleaved. Goal: at least "+
+		"%.0f%% of the calls/s; worst median ratio here **%s** (%s).\n\n", adminGoal*100, fmtRatio(worst),
+		map[bool]string{true: "met", false: "missed"}[worst >= adminGoal])
+	b.WriteString("| workload | calls/s without | calls/s with | ratio | per round | CPU/call without / with |\n| --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		b.WriteString(r)
+	}
+	b.WriteString("\n")
 }
 
 // judged are the pyro-dispatch configurations whose targets the report judges: session
