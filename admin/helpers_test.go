@@ -23,6 +23,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/dispatchtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -55,28 +56,13 @@ type env struct {
 
 const denyReason = "not exposed here"
 
-func startEcho(t testing.TB, addr string, delay time.Duration) *bench.EchoServer {
-	t.Helper()
-	s := &bench.EchoServer{Delay: delay}
-	if err := s.Listen(addr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-	})
-	return s
-}
-
 func start(t testing.TB, s setup) *env {
 	t.Helper()
 	e := &env{token: s.token}
-	e.a = startEcho(t, "127.0.0.1:0", s.delayA)
-	e.b = startEcho(t, "127.0.0.1:0", 0)
+	e.a = dispatchtest.Echo(t, "127.0.0.1:0", s.delayA)
+	e.b = dispatchtest.Echo(t, "127.0.0.1:0", 0)
 	e.unix = "unix:" + filepath.Join(t.TempDir(), "echo.sock")
-	startEcho(t, e.unix, 0)
+	dispatchtest.Echo(t, e.unix, 0)
 
 	cfg := config.Defaults()
 	cfg.Backends = []config.Backend{
@@ -98,18 +84,7 @@ func start(t testing.TB, s setup) *env {
 		cfg.Admin.Listen = "127.0.0.1:0"
 	}
 	cfg.Metrics.Objects = config.StringList{"echo"}
-	srv, err := dispatch.NewServer(cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	srv := dispatchtest.Start(t, cfg, zap.NewNop())
 	e.srv = srv
 	e.proxy = srv.Addrs()[0].String()
 

@@ -281,11 +281,12 @@ func FormatLatency(d time.Duration) string {
 	case f >= 1e3:
 		unit, div = "µs", 1e3
 	}
-	return sig3(f/div) + unit
+	return FormatFigure(f/div) + unit
 }
 
-// sig3 formats v (>= 1) with three significant digits.
-func sig3(v float64) string {
+// FormatFigure formats v with three significant digits from 1 up (two decimals below
+// 10, none from 100).
+func FormatFigure(v float64) string {
 	switch {
 	case v >= 100:
 		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
@@ -299,7 +300,7 @@ func sig3(v float64) string {
 // million.
 func FormatCount(v float64) string {
 	if v >= 1e6 {
-		return sig3(v/1e6) + "M"
+		return FormatFigure(v/1e6) + "M"
 	}
 	if v < 100 {
 		return strconv.FormatFloat(v, 'f', 1, 64)

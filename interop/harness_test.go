@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/dispatchtest"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
 
@@ -44,18 +45,7 @@ func startProxy(t testing.TB, backend string, mutate func(*config.Config)) *prox
 	if os.Getenv("PYRO_DISPATCH_TEST_LOG") != "" {
 		log = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 	}
-	srv, err := dispatch.NewServer(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	srv := dispatchtest.Start(t, cfg, log)
 	a := srv.Addrs()[0]
 	addr := a.String()
 	if a.Network() == "unix" {

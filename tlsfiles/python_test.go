@@ -6,41 +6,18 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/testcert"
 )
 
 // Handshake failures between Python's ssl module (what Pyro4 uses with SSL=True) and
 // this package, with the texts both sides report.
-
-const (
-	pythonPath = "/usr/bin/python3"
-	requireEnv = "PYRO_DISPATCH_REQUIRE_PYRO4"
-	pyTimeout  = 30 * time.Second
-)
-
-// python skips the test when /usr/bin/python3 with ssl is missing, or fails it when
-// PYRO_DISPATCH_REQUIRE_PYRO4=1.
-func python(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, pythonPath, "-c", "import ssl").CombinedOutput()
-	if err == nil {
-		return
-	}
-	if os.Getenv(requireEnv) == "1" {
-		t.Fatalf("%s with ssl required (%s=1): %v %s", pythonPath, requireEnv, err, out)
-	}
-	t.Skipf("%s with ssl not available: %v %s", pythonPath, err, out)
-}
 
 // sslLine drops the "(_ssl.c:992)" that ends Python's ssl errors.
 var sslLine = regexp.MustCompile(` \(_ssl\.c:\d+\)`)
@@ -68,9 +45,9 @@ except Exception as e:
 
 func runPyClient(t *testing.T, port int, name, ca, cert, key, maxver string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), pyro4test.DefaultTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, pythonPath, "-c", pyClientScript, fmt.Sprint(port), name, ca, cert, key, maxver).CombinedOutput()
+	out, err := exec.CommandContext(ctx, pyro4test.PythonPath, "-c", pyClientScript, fmt.Sprint(port), name, ca, cert, key, maxver).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
@@ -90,7 +67,7 @@ var lateRejectPython = []string{
 const unreadableAlert = "client aborted the handshake, probably not trusting our certificate (bad record MAC: its TLS 1.3 alert was unreadable)"
 
 func TestPythonClients(t *testing.T) {
-	python(t)
+	pyro4test.PythonModule(t, "ssl")
 	f := writeCerts(t)
 	s := newServer(t, ServerFiles{Cert: f.ServerCert, Key: f.ServerKey, ClientCA: f.CACert})
 	h := serve(t, s.Config())
@@ -184,7 +161,7 @@ for _ in range(int(n)):
 `
 
 func TestPythonServer(t *testing.T) {
-	python(t)
+	pyro4test.PythonModule(t, "ssl")
 	f := writeCerts(t)
 	cases := []struct {
 		name    string
@@ -212,9 +189,9 @@ func TestPythonServer(t *testing.T) {
 			dialErr: "tls: failed to verify certificate: x509: certificate signed by unknown authority", dial: "backend certificate not signed by ca"},
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), pyro4test.DefaultTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pythonPath, "-c", pyServerScript, f.ServerCert, f.ServerKey, f.CACert, fmt.Sprint(len(cases)))
+	cmd := exec.CommandContext(ctx, pyro4test.PythonPath, "-c", pyServerScript, f.ServerCert, f.ServerKey, f.CACert, fmt.Sprint(len(cases)))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

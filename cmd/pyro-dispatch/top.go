@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/admin"
+	"github.com/pyro-dispatch/pyro-dispatch/bench"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/metrics"
@@ -305,8 +306,8 @@ func renderTop(w io.Writer, f *topFrame, prev *topFrame, color bool) {
 	}
 	p := st.Last
 	fmt.Fprintf(w, "calls/s %s (%s avg over %d s)   errors %s (%s/s)   p50 %s   p99 %s   sessions %d\n",
-		paint(ansiBold, strconv.FormatUint(p.Calls, 10)), fmtRate(st.Recent.CallsPerSecond), st.Recent.Seconds,
-		paint(errColor(st.Recent.ErrorRatio), fmtPct(st.Recent.ErrorRatio)), fmtRate(st.Recent.ErrorsPerSecond),
+		paint(ansiBold, strconv.FormatUint(p.Calls, 10)), bench.FormatFigure(st.Recent.CallsPerSecond), st.Recent.Seconds,
+		paint(errColor(st.Recent.ErrorRatio), fmtPct(st.Recent.ErrorRatio)), bench.FormatFigure(st.Recent.ErrorsPerSecond),
 		fmtLatency(p.P50, p.Calls), fmtLatency(p.P99, p.Calls), st.Sessions)
 	fmt.Fprintf(w, "calls since start %s%s   request bytes %s   reply bytes %s   connections accepted %s%s\n",
 		fmtCount(st.Totals.Calls), fmtMap(st.Totals.Outcomes), fmtBytes(st.Totals.RequestBytes), fmtBytes(st.Totals.ReplyBytes),
@@ -317,7 +318,7 @@ func renderTop(w io.Writer, f *topFrame, prev *topFrame, color bool) {
 		calls[i], p99[i] = float64(h.Calls), h.P99
 		maxCalls, maxP99 = math.Max(maxCalls, calls[i]), math.Max(maxP99, p99[i])
 	}
-	fmt.Fprintf(w, "calls/s, last %d s  %s  max %s\n", len(st.History), sparkline(calls), fmtRate(maxCalls))
+	fmt.Fprintf(w, "calls/s, last %d s  %s  max %s\n", len(st.History), sparkline(calls), bench.FormatFigure(maxCalls))
 	fmt.Fprintf(w, "p99, last %d s      %s  max %s\n", len(st.History), sparkline(p99), fmtLatency(maxP99, 1))
 
 	// Members, with their calls from the stats and a rate from the previous frame.
@@ -338,7 +339,7 @@ func renderTop(w io.Writer, f *topFrame, prev *topFrame, color bool) {
 		if prev == nil || dt <= 0 || now < before {
 			return "-"
 		}
-		return fmtRate(float64(now-before) / dt)
+		return bench.FormatFigure(float64(now-before) / dt)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
@@ -387,7 +388,7 @@ func renderTop(w io.Writer, f *topFrame, prev *topFrame, color bool) {
 		for _, o := range st.Objects {
 			r := "-"
 			if b, ok := before[o.Listener+"\x00"+o.Object+"\x00"+o.Method]; ok && dt > 0 && o.Calls >= b {
-				r = fmtRate((o.Calls - b) / dt)
+				r = bench.FormatFigure((o.Calls - b) / dt)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Listener, shorten(o.Object, 40), shorten(o.Method, 30), r,
 				fmtCount(uint64(o.Calls)), fmtCount(uint64(o.Errors)))
@@ -477,16 +478,6 @@ func sparkline(vs []float64) string {
 		}
 	}
 	return b.String()
-}
-
-func fmtRate(v float64) string {
-	switch {
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 func fmtPct(r float64) string {

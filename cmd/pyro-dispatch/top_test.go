@@ -19,6 +19,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/bench"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/dispatchtest"
 )
 
 // topEnv is a dispatcher (pooled listener "main" in front of group "echo" of two Go
@@ -34,16 +35,7 @@ func startTopEnv(t *testing.T, adminAddr, token string) *topEnv {
 	t.Helper()
 	var members []config.Member
 	for range 2 {
-		s := &bench.EchoServer{}
-		if err := s.Listen("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- s.Serve() }()
-		t.Cleanup(func() {
-			s.Close()
-			<-done
-		})
+		s := dispatchtest.Echo(t, "127.0.0.1:0", 0)
 		members = append(members, config.Member{Address: s.Addr().String()})
 	}
 	cfg := config.Defaults()
@@ -52,18 +44,7 @@ func startTopEnv(t *testing.T, adminAddr, token string) *topEnv {
 		Routes: []config.Route{{To: "echo"}}}}
 	cfg.Admin.Listen = adminAddr
 	cfg.Metrics.Objects = config.StringList{"echo"}
-	srv, err := dispatch.NewServer(cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	srv := dispatchtest.Start(t, cfg, zap.NewNop())
 	adm := admin.New(srv, admin.Options{Token: token})
 	ln, err := admin.Listen(adminAddr)
 	if err != nil {

@@ -70,6 +70,19 @@ func Python(t testing.TB) string {
 	return PythonPath
 }
 
+// PythonModule returns PythonPath after checking that it can import module (say "ssl",
+// for tests of Python's side of TLS that need no Pyro4); skipped or failed like Python.
+func PythonModule(t testing.TB, module string) string {
+	t.Helper()
+	if err := importError(module); err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("%s required (%s=1): %v", module, RequireEnv, err)
+		}
+		t.Skipf("%s not available (set %s=1 to fail instead): %v", module, RequireEnv, err)
+	}
+	return PythonPath
+}
+
 // HasModule reports whether the Pyro4 Python can import module, such as "msgpack",
 // "dill" or "cloudpickle" (optional serializers). It skips or fails like Python when Pyro4
 // itself is missing.

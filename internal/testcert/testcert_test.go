@@ -17,32 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-const (
-	pythonPath = "/usr/bin/python3"
-	requireEnv = "PYRO_DISPATCH_REQUIRE_PYRO4"
-	pyTimeout  = 30 * time.Second
-)
-
-// python skips the test when /usr/bin/python3 (with its ssl module) is missing, or fails
-// it when PYRO_DISPATCH_REQUIRE_PYRO4=1.
-func python(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, pythonPath, "-c", "import ssl").CombinedOutput()
-	if err == nil {
-		return
-	}
-	if os.Getenv(requireEnv) == "1" {
-		t.Fatalf("%s with ssl required (%s=1): %v %s", pythonPath, requireEnv, err, out)
-	}
-	t.Skipf("%s with ssl not available: %v %s", pythonPath, err, out)
-}
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
@@ -176,14 +155,14 @@ print("ok", ssl.OPENSSL_VERSION, len(s.get_ca_certs()), c.verify_flags)
 `
 
 func TestPythonLoads(t *testing.T) {
-	python(t)
+	pyro4test.PythonModule(t, "ssl")
 	f, err := Write(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), pyro4test.DefaultTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, pythonPath, "-c", pyLoad,
+	out, err := exec.CommandContext(ctx, pyro4test.PythonPath, "-c", pyLoad,
 		f.CACert, f.OtherCACert, f.ServerCert, f.ServerKey, f.ClientCert, f.ClientKey, f.OtherClientCert, f.OtherClientKey).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "ok ") {
 		t.Fatalf("python: %v\n%s", err, out)
@@ -208,7 +187,7 @@ with socket.create_connection(("127.0.0.1", int(port)), timeout=20) as s:
 `
 
 func TestPythonClientGoServer(t *testing.T) {
-	python(t)
+	pyro4test.PythonModule(t, "ssl")
 	f, err := Write(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +228,7 @@ func TestPythonClientGoServer(t *testing.T) {
 					return
 				}
 				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(pyTimeout))
+				conn.SetDeadline(time.Now().Add(pyro4test.DefaultTimeout))
 				tc := conn.(*tls.Conn)
 				if err := tc.Handshake(); err != nil {
 					done <- result{err: err}
@@ -265,9 +244,9 @@ func TestPythonClientGoServer(t *testing.T) {
 				done <- result{cn: cn, err: err}
 			}()
 			port := ln.Addr().(*net.TCPAddr).Port
-			ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), pyro4test.DefaultTimeout)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, pythonPath, "-c", pyClient, fmt.Sprint(port), tc.pyName, f.CACert, f.ClientCert, f.ClientKey).CombinedOutput()
+			out, err := exec.CommandContext(ctx, pyro4test.PythonPath, "-c", pyClient, fmt.Sprint(port), tc.pyName, f.CACert, f.ClientCert, f.ClientKey).CombinedOutput()
 			ln.Close()
 			r := <-done
 			if err != nil || r.err != nil {
@@ -307,14 +286,14 @@ except Exception as e:
 `
 
 func TestGoClientPythonServer(t *testing.T) {
-	python(t)
+	pyro4test.PythonModule(t, "ssl")
 	f, err := Write(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), pyro4test.DefaultTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pythonPath, "-c", pyServer, f.ServerCert, f.ServerKey, f.CACert)
+	cmd := exec.CommandContext(ctx, pyro4test.PythonPath, "-c", pyServer, f.ServerCert, f.ServerKey, f.CACert)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -337,13 +316,13 @@ func TestGoClientPythonServer(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(readCert(t, f.CACert))
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: pyTimeout}, Config: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost"}}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: pyro4test.DefaultTimeout}, Config: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost"}}
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", port))
 	if err != nil {
 		cmd.Wait()
 		t.Fatalf("dial: %v; python: %s", err, stderr.String())
 	}
-	conn.SetDeadline(time.Now().Add(pyTimeout))
+	conn.SetDeadline(time.Now().Add(pyro4test.DefaultTimeout))
 	if _, err := conn.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}

@@ -356,16 +356,6 @@ func fmtRatio(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64) + "×"
 }
 
-func fmtMB(v float64) string {
-	switch {
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
-}
-
 // us formats microseconds as a latency.
 func us(v float64) string { return bench.FormatLatency(time.Duration(v * 1e3)) }
 
@@ -734,7 +724,7 @@ func targetChecks(byID map[string]*workload, cfg string) []check {
 		}
 		d, a := w.get(direct), w.get(cfg)
 		r := ratio(a.med.MBPerSec, d.med.MBPerSec)
-		m := fmt.Sprintf("%s / %s MB/s = **%s** (per round %s; from mean latency %s)", fmtMB(a.med.MBPerSec), fmtMB(d.med.MBPerSec),
+		m := fmt.Sprintf("%s / %s MB/s = **%s** (per round %s; from mean latency %s)", bench.FormatFigure(a.med.MBPerSec), bench.FormatFigure(d.med.MBPerSec),
 			fmtRatio(r), fmtRange(pairRatios(a, d, mbs), fmtRatio), fmtRatio(ratio(w.littleMBs(a), w.littleMBs(d))))
 		cs = append(cs, check{goal, wl, m, r >= 0.9, true, straddles(pairRatios(a, d, mbs), 0.9)})
 	}
@@ -861,7 +851,7 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 		}
 		mb := "–"
 		if t.med.MBPerSec > 0 {
-			mb = fmtMB(t.med.MBPerSec)
+			mb = bench.FormatFigure(t.med.MBPerSec)
 		}
 		errs := strconv.FormatInt(t.med.Errors, 10)
 		if t.med.Errors > 0 {
@@ -878,8 +868,8 @@ func (o *options) writeWorkload(b *strings.Builder, w *workload) {
 		}
 		switch {
 		case large:
-			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, fmtMB(t.med.MBPerSec), fmtMB(lo), fmtMB(hi),
-				bench.FormatCount(t.med.CallsPerSec), us(t.med.Latency.P50), us(t.med.Latency.P99), added, fmtMB(w.littleMBs(t)), t.cpu(), vsD, vsH, errs)
+			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm, bench.FormatFigure(t.med.MBPerSec), bench.FormatFigure(lo), bench.FormatFigure(hi),
+				bench.FormatCount(t.med.CallsPerSec), us(t.med.Latency.P50), us(t.med.Latency.P99), added, bench.FormatFigure(w.littleMBs(t)), t.cpu(), vsD, vsH, errs)
 		case d == nil:
 			addedH := "–"
 			if h != nil && t != h {
