@@ -65,10 +65,14 @@ type muxConn struct {
 	// reserved: a large request has the connection to itself (reserve); no new calls.
 	reserved  bool
 	abandoned int           // pending calls whose client left: no new calls until they are answered
-	drained   chan struct{} // closed once calls[head:] is empty or the connection failed
-	expires   time.Time     // when it retires; zero: never
-	lastUsed  time.Time     // when its last call was answered (with pool.max_idle_time)
-	wbuf      writer        // the reader goroutine's scratch for replies
+	drained   chan struct{} // closed once no call is on it (queued or being delivered) or it failed
+	// delivering: the reader is relaying the reply of a call it popped. A reservation
+	// waits for that too: a large request written meanwhile could fail the connection
+	// (its client leaving halfway) under the reply being read.
+	delivering bool
+	expires    time.Time // when it retires; zero: never
+	lastUsed   time.Time // when its last call was answered (with pool.max_idle_time)
+	wbuf       writer    // the reader goroutine's scratch for replies
 }
 
 func newMux(h *handshake, srv *Server, cfg config.Pool) *mux {
@@ -250,14 +254,15 @@ func (x *mux) retireExpiredLocked(now time.Time) {
 	kept := x.conns[:0]
 	for _, c := range x.conns {
 		c.mu.Lock()
-		idle := x.maxIdle > 0 && c.head == len(c.calls) && now.Sub(c.lastUsed) >= x.maxIdle
+		quiet := c.head == len(c.calls) && !c.delivering // no call on it, none being answered
+		idle := x.maxIdle > 0 && quiet && !c.reserved && now.Sub(c.lastUsed) >= x.maxIdle
 		if !idle && (c.expires.IsZero() || now.Before(c.expires)) {
 			c.mu.Unlock()
 			kept = append(kept, c)
 			continue
 		}
 		c.retired = true
-		if c.head == len(c.calls) {
+		if quiet { // else the reader fails it once the last reply is through
 			c.failLocked(errRetired)
 		}
 		c.mu.Unlock()
@@ -388,7 +393,7 @@ func (c *muxConn) reserve() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reserved = true
-	if c.head == len(c.calls) || c.err != nil {
+	if (c.head == len(c.calls) && !c.delivering) || c.err != nil {
 		done := make(chan struct{})
 		close(done)
 		return done
@@ -491,15 +496,12 @@ func (c *muxConn) popLocked() (s *Session, freed bool) {
 	s = c.calls[c.head]
 	c.calls[c.head] = nil
 	c.head++
+	c.delivering = true
 	if s.call.abandoned {
 		c.abandoned--
 		freed = c.abandoned == 0
 	}
 	if c.head == len(c.calls) {
-		if c.drained != nil {
-			close(c.drained)
-			c.drained = nil
-		}
 		if c.x.maxIdle > 0 {
 			c.lastUsed = time.Now() // idle from now on
 		}
@@ -542,8 +544,15 @@ func (c *muxConn) readLoop() {
 		}
 		if err == nil {
 			c.mu.Lock()
-			if c.retired && c.head == len(c.calls) {
-				c.failLocked(errRetired)
+			c.delivering = false
+			if c.head == len(c.calls) {
+				if c.drained != nil { // a large request waits for the connection
+					close(c.drained)
+					c.drained = nil
+				}
+				if c.retired {
+					c.failLocked(errRetired)
+				}
 			}
 			c.mu.Unlock()
 		}

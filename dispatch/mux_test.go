@@ -572,3 +572,37 @@ func TestCallOfClientGoneWhileWaitingIsDropped(t *testing.T) {
 		})
 	}
 }
+
+// A large request waits for its connection until the reply being delivered on it is
+// through, not only read from the head of the queue: its client leaving halfway (which
+// fails that connection) must not cut another client's reply.
+func TestLargeRequestWaitsForReplyInDelivery(t *testing.T) {
+	const size = 64 << 20 // more than socket buffers hold: its delivery takes A's reading
+	be := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "big" {
+			m.Payload = bytes.Repeat([]byte("y"), size)
+		}
+		return reply
+	})
+	_, addr := startProxy(t, be.Addr().String(), pipelined(1, 8))
+	a := dialClient(t, addr)
+	a.send(t, frame.Invoke, 0, nil, []byte("big"))
+	time.Sleep(100 * time.Millisecond) // its reply is being relayed: A does not read yet
+	m := dialClient(t, addr)
+	head := frame.Header{Type: frame.Invoke, Seq: 1, Serializer: frame.Serpent, DataLen: 1 << 20}.Append(nil)
+	m.c.Write(append(head, bytes.Repeat([]byte("z"), 100<<10)...)) // a large request, a tenth of it
+	time.Sleep(100 * time.Millisecond)
+	m.c.(*net.TCPConn).SetLinger(0)
+	m.c.Close() // gone halfway
+	a.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r, err := a.r.Next()
+	if err == nil {
+		err = a.r.ReadRest(&r)
+	}
+	if err != nil || len(r.Payload) != size {
+		t.Fatalf("A's reply: %d bytes, %v", len(r.Payload), err)
+	}
+	if h := a.call(t, frame.Invoke, 0, nil, []byte("again")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+		t.Fatalf("A's next call: %v %v", h.Type, h.Flags)
+	}
+}
