@@ -16,8 +16,9 @@ import (
 
 // signedBackend is an echo daemon with an HMAC key: it verifies every message (closing
 // the connection on a bad one, as Pyro4's daemon does after a CONNECT) and signs its
-// replies; bad counts the messages it refused.
-func signedBackend(t *testing.T, key []byte, bad *atomic.Int64) string {
+// replies; bad counts the messages it refused, health the dispatcher's own PINGs (seq
+// 0xFFFF) it answered.
+func signedBackend(t *testing.T, key []byte, bad, health *atomic.Int64) string {
 	ln := testBackend(t, func(c net.Conn, r *frame.Reader) {
 		sg := frame.NewSigner(key)
 		for {
@@ -36,6 +37,9 @@ func signedBackend(t *testing.T, key []byte, bad *atomic.Int64) string {
 				h.Type = frame.ConnectOK
 			case frame.Ping:
 				h.Type = frame.Ping
+				if m.Header.Seq == 0xFFFF {
+					health.Add(1)
+				}
 			}
 			head, _, err := sg.AppendSignedHead(nil, h, m.Payload, m.Annotations, nil)
 			if err != nil {
@@ -88,8 +92,8 @@ func TestHMACResign(t *testing.T) {
 	t.Setenv("PYRO_DISPATCH_TEST_BACKEND_KEY", string(backendKey))
 	for _, mode := range []string{"session", "pooled", "pipelined"} {
 		t.Run(mode, func(t *testing.T) {
-			var bad atomic.Int64
-			be := signedBackend(t, backendKey, &bad)
+			var bad, health atomic.Int64
+			be := signedBackend(t, backendKey, &bad, &health)
 			_, addr := startProxy(t, be, func(c *config.Config) {
 				switch mode {
 				case "pooled":
@@ -98,6 +102,7 @@ func TestHMACResign(t *testing.T) {
 					pipelined(2, 8)(c)
 				}
 				c.Listeners[0].HMAC = &config.HMAC{ClientKeyFile: filepath.Join(dir, "client.key"), BackendKeyEnv: "PYRO_DISPATCH_TEST_BACKEND_KEY"}
+				c.Listeners[0].Pool.HealthInterval = 20 * time.Millisecond // idle connections PINGed, signed
 			})
 			dial := func(key []byte) *signedClient {
 				g := dialFrom(t, "127.0.0.1", addr)
@@ -140,6 +145,15 @@ func TestHMACResign(t *testing.T) {
 			g.sg = frame.NewSigner([]byte("wrong"))
 			if _, err := g.ask(t, frame.Invoke, []byte("forged")); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("forged call: %v, want the connection closed", err)
+			}
+			if mode == "pooled" { // idle pooled connections get signed PINGs (pipelined ones stay leased)
+				deadline := time.Now().Add(answerWithin)
+				for health.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if health.Load() == 0 {
+					t.Error("no health-check PING reached the daemon")
+				}
 			}
 			if n := bad.Load(); n != 0 {
 				t.Errorf("the daemon got %d messages that failed its check", n)

@@ -200,10 +200,16 @@ func (h *handshake) abort() {
 func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 	c := hs.cfg
 	health := c.HealthInterval
-	if hdr, err := frame.ParseHeader(h.connect); h.signer != nil || (err == nil && signed(frame.Annotations(h.connect[frame.HeaderSize:frame.HeaderSize+hdr.AnnLen]))) {
-		// The backend wants every message signed, and pool.Ping sends its PING unsigned:
-		// it would get the connection closed. Idle timeout and lifetime still apply,
-		// and a dead connection fails the call that uses it.
+	var check func(*pool.Conn, time.Duration) error // nil: pool.Ping
+	if h.signer != nil {                            // the dispatcher holds the backend key: its PINGs are signed
+		key, ser := h.signer, h.key.serializer
+		check = func(cn *pool.Conn, timeout time.Duration) error {
+			return pool.PingSigned(cn, ser, frame.NewSigner(key), timeout)
+		}
+	} else if hdr, err := frame.ParseHeader(h.connect); err == nil && signed(frame.Annotations(h.connect[frame.HeaderSize:frame.HeaderSize+hdr.AnnLen])) {
+		// The backend wants every message signed and the dispatcher holds no key: an
+		// unsigned PING would get the connection closed. Idle timeout and lifetime still
+		// apply, and a dead connection fails the call that uses it.
 		health = -1
 	}
 	return pool.New(pool.Config{
@@ -218,6 +224,7 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		IdleTimeout:    c.IdleTimeout,
 		MaxLifetime:    c.MaxLifetime,
 		HealthInterval: health,
+		HealthCheck:    check,
 		BackoffMax:     c.BackoffMax,
 		MaxIdleTime:    c.MaxIdleTime,
 	})

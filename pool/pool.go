@@ -763,18 +763,35 @@ func (p *Pool) check(c *Conn) {
 
 // Ping sends a Pyro4 PING on c and waits up to timeout for the matching PING reply.
 func Ping(c *Conn, ser frame.Serializer, timeout time.Duration) error {
+	return PingSigned(c, ser, nil, timeout)
+}
+
+// PingSigned is Ping for a daemon that wants every message HMAC-signed: the PING is
+// signed with sg, and the reply must carry sg's signature (nil sg: Ping).
+func PingSigned(c *Conn, ser frame.Serializer, sg *frame.Signer, timeout time.Duration) error {
 	const seq = 0xFFFF
-	msg := frame.AppendMessage(make([]byte, 0, frame.HeaderSize+4), frame.Header{Type: frame.Ping, Seq: seq, Serializer: ser}, nil, []byte("ping"))
+	h := frame.Header{Type: frame.Ping, Seq: seq, Serializer: ser}
+	msg := frame.AppendMessage(make([]byte, 0, frame.HeaderSize+4), h, nil, []byte("ping"))
+	if sg != nil {
+		head, _, err := sg.AppendSignedHead(nil, h, []byte("ping"), nil, nil)
+		if err != nil {
+			return fmt.Errorf("ping: %w", err)
+		}
+		msg = append(head, "ping"...)
+	}
 	c.SetDeadline(time.Now().Add(timeout))
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.Write(msg); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
 	m, err := c.Reader.Next()
-	if err != nil {
-		return fmt.Errorf("ping: %w", err)
+	if err == nil {
+		err = c.Reader.ReadRest(&m) // a PING's payload is a few bytes
 	}
-	if err := c.Reader.Discard(&m); err != nil {
+	if err == nil && sg != nil {
+		err = sg.Verify(m.Payload, m.Annotations)
+	}
+	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
 	if m.Header.Type != frame.Ping || m.Header.Seq != seq {
