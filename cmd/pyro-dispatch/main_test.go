@@ -21,6 +21,10 @@ func TestCommandLine(t *testing.T) {
 		{nil, 2, "", "Usage:"},
 		{[]string{"check", "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--mode", "pooled", "--pool-pipeline", "8"}, 0, "pipeline: 8", ""},
 		{[]string{"check", "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--mode", "pooled", "--pool-pipeline", "4096"}, 1, "", "pool.pipeline: 4096 is more than 1024"},
+		{[]string{"http", "--help"}, 0, "", "Usage: pyro-dispatch http --ns HOST:PORT"},
+		{[]string{"http"}, 2, "", "give --ns HOST:PORT"},
+		{[]string{"http", "--ns", "127.0.0.1:1", "--gateway-key-file", "/nonexistent/key"}, 2, "", "no such file"},
+		{[]string{"http", "--ns", "127.0.0.1:1", "--expose", "("}, 2, "", "pyro-dispatch http:"},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer
