@@ -27,7 +27,34 @@ type Config struct {
 	Log       Log        `yaml:"log"`
 	Admin     Admin      `yaml:"admin,omitempty"`
 	Metrics   Metrics    `yaml:"metrics,omitempty"`
+	// HTTP are HTTP/JSON gateway listeners (pyro-dispatch http, from the file).
+	HTTP []HTTPListener `yaml:"http,omitempty"`
 }
+
+// HTTPListener serves Pyro objects over HTTP and JSON with the URLs of Pyro4's
+// pyro4-httpgateway, calling the objects a name server knows.
+type HTTPListener struct {
+	Name       string `yaml:"name,omitempty"`
+	Listen     string `yaml:"listen"` // HOST:PORT or unix:/path
+	NameServer string `yaml:"ns"`     // the Pyro4 name server, HOST:PORT
+	// Expose is the regular expression object names must match at their start
+	// (default `http\.`, as pyro4-httpgateway's -e).
+	Expose string `yaml:"expose,omitempty"`
+	// GatewayKeyFile holds the key clients must send (X-Pyro-Gateway-Key or $key).
+	GatewayKeyFile string        `yaml:"gateway_key_file,omitempty"`
+	Timeout        time.Duration `yaml:"timeout,omitempty"`    // the Pyro side of a request (default 30s; past it 504)
+	LookupTTL      time.Duration `yaml:"lookup_ttl,omitempty"` // name server lookups reused this long (default 5s)
+	PoolSize       int           `yaml:"pool_size,omitempty"`  // connections per Pyro object (default 16)
+	TLS            *ListenerTLS  `yaml:"tls,omitempty"`        // HTTPS (and HTTP/2)
+}
+
+// Defaults of HTTP gateway listeners.
+const (
+	DefaultHTTPTimeout   = 30 * time.Second
+	DefaultHTTPLookupTTL = 5 * time.Second
+	DefaultHTTPPoolSize  = 16
+	DefaultHTTPExpose    = `http\.`
+)
 
 // Admin is the admin listener: Prometheus metrics, health, the JSON API and the
 // dashboard. Off unless Listen is set; metrics are kept only then.
@@ -301,6 +328,11 @@ func fieldErr(key, format string, args ...any) error {
 func (c *Config) Validate() error {
 	if len(c.Listeners) == 0 {
 		return fieldErr("listeners", "at least one listener is needed (--listen and --backend, or a config file)")
+	}
+	for i := range c.HTTP {
+		if err := c.HTTP[i].fill(fmt.Sprintf("http[%d]", i)); err != nil {
+			return err
+		}
 	}
 	groups, err := c.validateBackends()
 	if err != nil {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -111,3 +113,44 @@ func (h *HMAC) validate(key string) error {
 	}
 	return nil
 }
+
+func (h *HTTPListener) fill(key string) error {
+	if h.Name == "" {
+		h.Name = "http"
+	}
+	if _, _, err := ParseAddress(h.Listen); err != nil {
+		return fieldErr(key+".listen", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(h.NameServer); err != nil {
+		return fieldErr(key+".ns", "want the name server's HOST:PORT: %v", err)
+	}
+	if h.Expose == "" {
+		h.Expose = DefaultHTTPExpose
+	}
+	if _, err := regexp.Compile(h.Expose); err != nil {
+		return fieldErr(key+".expose", "%v", err)
+	}
+	if h.GatewayKeyFile != "" {
+		if _, err := os.ReadFile(h.GatewayKeyFile); err != nil {
+			return fieldErr(key+".gateway_key_file", "%v", err)
+		}
+	}
+	switch {
+	case h.Timeout < 0 || h.LookupTTL < 0 || h.PoolSize < 0:
+		return fieldErr(key, "timeout, lookup_ttl and pool_size must not be negative")
+	}
+	if h.Timeout == 0 {
+		h.Timeout = DefaultHTTPTimeout
+	}
+	if h.LookupTTL == 0 {
+		h.LookupTTL = DefaultHTTPLookupTTL
+	}
+	if h.PoolSize == 0 {
+		h.PoolSize = DefaultHTTPPoolSize
+	}
+	return h.TLS.validate(key + ".tls")
+}
+
+// Validate checks an HTTP gateway listener on its own (pyro-dispatch http) and fills in
+// its defaults.
+func (h *HTTPListener) Validate() error { return h.fill("http") }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -339,6 +340,9 @@ func (s *Server) Changed(cfg config.Config) []string {
 	}
 	if !slices.Equal(cfg.Metrics.Objects, s.cfg.Metrics.Objects) {
 		out = append(out, "metrics")
+	}
+	if !reflect.DeepEqual(cfg.HTTP, s.cfg.HTTP) {
+		out = append(out, "http")
 	}
 	return out
 }

@@ -9,7 +9,20 @@
 // served concurrently; query and form values decoded as UTF-8 (not latin-1); a JSON body
 // {"args": [...], "kwargs": {...}} with Content-Type application/json; a repeated "$key" or
 // a multipart body is handled instead of crashing; the gateway key compared in constant
-// time; a minimal, escaped home page.
+// time; a different home page (below).
+//
+// The home page, GET /pyro/, is one self-contained page (ui/, embedded; no request to
+// the network, unlike Pyro4's, which loads jQuery from a CDN; a Content-Security-Policy
+// allows nothing else). It lists the exposed names of the name server and, when no
+// gateway key is configured, the methods and attributes of each object (from the
+// metadata of the handshake the gateway makes or already made with it, as for a call);
+// a form calls a method with keyword arguments, the oneway option and a correlation id,
+// and shows the HTTP status, the X-Pyro-Correlation-Id and the JSON answer. Everything
+// from the name server or an object is HTML-escaped. As with Pyro4's gateway, the home
+// page lists the names even when a gateway key is configured: the key protects calls,
+// not the list of names. With a key, though, the page shows no methods or attributes
+// until the key is entered in its key field; its script then sends it as
+// X-Pyro-Gateway-Key with each $meta and call request.
 package httpgw
 
 import (
@@ -18,7 +31,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"mime"
 	"net"
@@ -401,7 +413,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest := path[len("pyro/"):]
 	if rest == "" {
-		g.home(ctx, w)
+		g.serveHome(ctx, w)
 		return
 	}
 	m := routeRE.FindStringSubmatch(rest)
@@ -438,6 +450,36 @@ func (g *Gateway) checkKey(r *http.Request, req *request) *httpError {
 	return nil
 }
 
+// connect makes sure that the target of get has a connection (so the handshake, and so
+// its metadata, came first, as with Pyro4's proxy) and returns it.
+func (g *Gateway) connect(ctx context.Context, get func() (*target, error), name string) (*target, *httpError) {
+	var t *target
+	var err error
+	for range 3 {
+		if t, err = get(); err != nil {
+			break
+		}
+		var lease pool.Lease
+		if lease, err = t.pool.Acquire(ctx); err == nil {
+			lease.Release()
+			break
+		}
+		var de *pool.DialError
+		if errors.As(err, &de) {
+			err = de.Err
+		} else if isTimeout(ctx, err) || errors.Is(err, pool.ErrWaitTimeout) {
+			err = &timeoutError{err}
+		}
+		if !errors.Is(err, pool.ErrClosed) {
+			break
+		}
+	}
+	if err != nil {
+		return t, g.failure(t, name, err)
+	}
+	return t, nil
+}
+
 func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, name, method string) *httpError {
 	if herr := g.checkKey(r, req); herr != nil {
 		return herr
@@ -461,31 +503,9 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	ctx = context.WithValue(ctx, corrKey{}, corr)
 	get := func() (*target, error) { return g.target(loc.host, loc.port, loc.object) }
-
-	// The handshake (and so the metadata) comes first, as with Pyro4's proxy.
-	var t *target
-	var err error
-	for range 3 {
-		if t, err = get(); err != nil {
-			break
-		}
-		var lease pool.Lease
-		if lease, err = t.pool.Acquire(ctx); err == nil {
-			lease.Release()
-			break
-		}
-		var de *pool.DialError
-		if errors.As(err, &de) {
-			err = de.Err
-		} else if isTimeout(ctx, err) || errors.Is(err, pool.ErrWaitTimeout) {
-			err = &timeoutError{err}
-		}
-		if !errors.Is(err, pool.ErrClosed) {
-			break
-		}
-	}
-	if err != nil {
-		return g.failure(t, name, err)
+	t, herr := g.connect(ctx, get, name)
+	if herr != nil {
+		return herr
 	}
 	md := t.metadata()
 	if md == nil || len(md.Methods) == 0 && len(md.Attrs) == 0 {
@@ -544,39 +564,4 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		ok(rep.payload)
 	}
 	return nil
-}
-
-// home writes a minimal home page listing the exposed names.
-func (g *Gateway) home(ctx context.Context, w http.ResponseWriter) {
-	body, herr := g.nsCall(ctx, "list", nil, []kwarg{{name: "regex", value: appendPyString(nil, g.cfg.Expose, false)}})
-	var names map[string]string
-	if herr == nil && json.Unmarshal(body, &names) != nil {
-		herr = jsonError(http.StatusBadGateway, "Pyro4.errors.ProtocolError", "bad list reply")
-	}
-	if herr != nil {
-		status := http.StatusInternalServerError
-		if herr.status == http.StatusServiceUnavailable || herr.status == http.StatusGatewayTimeout {
-			status = herr.status
-		}
-		textError(status, "Cannot connect to the Pyro name server. Is it running? Refresh page to retry.").write(w)
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Pyro HTTP gateway</title></head><body>\n")
-	fmt.Fprintf(&b, "<h1>Pyro HTTP gateway</h1>\n<p>Currently exposed contents of name server on %s:</p>\n<ul>\n", html.EscapeString(g.cfg.NameServer))
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range names {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
-		href := "/pyro/" + url.PathEscape(name) + "/$meta"
-		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a> <code>%s</code></li>\n", html.EscapeString(href), html.EscapeString(name), html.EscapeString(names[name]))
-	}
-	b.WriteString("</ul>\n</body></html>\n")
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
-	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, b.String())
 }

@@ -24,28 +24,21 @@ func init() {
 	commands["http"] = command{"serve Pyro objects over HTTP and JSON, as pyro4-httpgateway does (a drop-in replacement)", runHTTP}
 }
 
-// httpOptions are the flags of the http command.
-type httpOptions struct {
-	listen, ns, expose, keyFile string
-	timeout, lookupTTL          time.Duration
-	poolSize                    int
-	tlsCert, tlsKey             string
-	logLevel                    string
-}
-
 func runHTTP(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("http", "", stderr)
-	var o httpOptions
-	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1:8080", "HTTP listen address: HOST:PORT or unix:/path")
-	fs.StringVar(&o.ns, "ns", "", "the Pyro4 name server, HOST:PORT (required)")
-	fs.StringVarP(&o.expose, "expose", "e", httpgw.DefaultExpose, `regular expression object names must match at their start to be callable (".*": all)`)
-	fs.StringVar(&o.keyFile, "gateway-key-file", "", "a file holding the gateway key clients must send (X-Pyro-Gateway-Key or $key); PYRO_HTTPGATEWAY_KEY works too")
-	fs.DurationVarP(&o.timeout, "timeout", "t", 30*time.Second, "time for the Pyro side of one request (lookup, connect, call); past it: 504")
-	fs.DurationVar(&o.lookupTTL, "lookup-ttl", 5*time.Second, "how long a name server lookup is reused")
-	fs.IntVar(&o.poolSize, "pool-size", 16, "most connections open at once per Pyro object")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM key of --tls-cert (default: in that file)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	var hl config.HTTPListener
+	var logLevel string
+	fs.StringVarP(&hl.Listen, "listen", "l", "127.0.0.1:8080", "HTTP listen address: HOST:PORT or unix:/path")
+	fs.StringVar(&hl.NameServer, "ns", "", "the Pyro4 name server, HOST:PORT (required)")
+	fs.StringVarP(&hl.Expose, "expose", "e", config.DefaultHTTPExpose, `regular expression object names must match at their start to be callable (".*": all)`)
+	fs.StringVar(&hl.GatewayKeyFile, "gateway-key-file", "", "a file holding the gateway key clients must send (X-Pyro-Gateway-Key or $key); PYRO_HTTPGATEWAY_KEY works too")
+	fs.DurationVarP(&hl.Timeout, "timeout", "t", config.DefaultHTTPTimeout, "time for the Pyro side of one request (lookup, connect, call); past it: 504")
+	fs.DurationVar(&hl.LookupTTL, "lookup-ttl", config.DefaultHTTPLookupTTL, "how long a name server lookup is reused")
+	fs.IntVar(&hl.PoolSize, "pool-size", config.DefaultHTTPPoolSize, "most connections open at once per Pyro object")
+	var tlsIn config.ListenerTLS
+	fs.StringVar(&tlsIn.Cert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file")
+	fs.StringVar(&tlsIn.Key, "tls-key", "", "the PEM key of --tls-cert (default: in that file)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: pyro-dispatch http --ns HOST:PORT [flags]
 
@@ -56,7 +49,8 @@ knows as <object> (if it matches --expose) and answers with the reply's JSON as 
 X-Pyro-Correlation-Id and X-Pyro-Gateway-Key as Pyro4's gateway has them. Beyond it:
 concurrent requests on pooled connections, lookups cached, a JSON body
 {"args": [...], "kwargs": {...}}, 503 when the name server or a daemon cannot be reached,
-504 past --timeout, HTTP/1.1 keep-alive and HTTP/2 (h2c, or over TLS).
+504 past --timeout, HTTP/1.1 keep-alive and HTTP/2 (h2c, or over TLS). The same gateway
+runs beside the Pyro listeners of serve --config with http: listeners in the file.
 
 Flags:
 %s`, fs.FlagUsages())
@@ -64,71 +58,102 @@ Flags:
 	if code, done := parse(fs, args); done {
 		return code
 	}
-	if fs.NArg() > 0 || o.ns == "" {
+	if fs.NArg() > 0 || hl.NameServer == "" {
 		fmt.Fprintln(stderr, "pyro-dispatch http: give --ns HOST:PORT, and no arguments")
 		return 2
 	}
-	key, err := gatewayKey(o.keyFile)
-	if err != nil {
+	if tlsIn.Cert != "" {
+		hl.TLS = &tlsIn
+	}
+	cfg := config.Config{HTTP: []config.HTTPListener{hl}}
+	if err := cfg.HTTP[0].Validate(); err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
 		return 2
 	}
-	log, err := newLogger(config.Log{Level: o.logLevel, Format: "console"}, stderr)
+	log, err := newLogger(config.Log{Level: logLevel, Format: "console"}, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
 		return 2
 	}
 	defer log.Sync()
-	gw, err := httpgw.New(httpgw.Config{NameServer: o.ns, Expose: o.expose, GatewayKey: key, Timeout: o.timeout,
-		LookupTTL: o.lookupTTL, PoolSize: o.poolSize}, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
-		return 2
-	}
-	defer gw.Close()
-	ln, err := admin.Listen(o.listen)
+	gw, err := startHTTPGateway(cfg.HTTP[0], log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
 		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-gw.served: // logged
+		gw.stop()
+		return 1
+	case <-ctx.Done():
+	}
+	gw.stop()
+	log.Info("stopped")
+	return 0
+}
+
+// httpGateway is one running HTTP gateway listener.
+type httpGateway struct {
+	gw     *httpgw.Gateway
+	hs     *http.Server
+	served chan error // an error when it stops serving on its own
+}
+
+// startHTTPGateway starts the gateway of hl (validated) in the background.
+func startHTTPGateway(hl config.HTTPListener, log *zap.Logger) (*httpGateway, error) {
+	key, err := gatewayKey(hl.GatewayKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := httpgw.New(httpgw.Config{NameServer: hl.NameServer, Expose: hl.Expose, GatewayKey: key, Timeout: hl.Timeout,
+		LookupTTL: hl.LookupTTL, PoolSize: hl.PoolSize}, log)
+	if err != nil {
+		return nil, err
 	}
 	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, IdleTimeout: 2 * time.Minute,
 		Protocols: new(http.Protocols)}
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetHTTP2(true)
 	hs.Protocols.SetUnencryptedHTTP2(true) // h2c
-	if o.tlsCert != "" {
-		ts, err := tlsfiles.NewServer(tlsfiles.ServerFiles{Cert: o.tlsCert, Key: o.tlsKey})
+	if hl.TLS != nil {
+		ts, err := tlsfiles.NewServer(tlsfiles.ServerFiles{Cert: hl.TLS.Cert, Key: hl.TLS.Key, ClientCA: hl.TLS.ClientCA, MinVersion: hl.TLS.MinVersion})
 		if err != nil {
-			fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
-			return 1
+			gw.Close()
+			return nil, err
 		}
 		hs.TLSConfig = ts.Config()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
+	ln, err := admin.Listen(hl.Listen)
+	if err != nil {
+		gw.Close()
+		return nil, err
+	}
+	g := &httpGateway{gw: gw, hs: hs, served: make(chan error, 1)}
 	go func() {
+		var err error
 		if hs.TLSConfig != nil {
-			served <- hs.ServeTLS(ln, "", "")
+			err = hs.ServeTLS(ln, "", "")
 		} else {
-			served <- hs.Serve(ln)
+			err = hs.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http gateway stopped serving", zap.String("name", hl.Name), zap.Error(err))
+			g.served <- err
 		}
 	}()
-	log.Info("http gateway ready", zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
-		zap.String("name_server", o.ns), zap.String("expose", o.expose), zap.Bool("tls", hs.TLSConfig != nil))
-	select {
-	case err := <-served:
-		if !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http gateway stopped", zap.Error(err))
-			return 1
-		}
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	log.Info("http gateway ready", zap.String("name", hl.Name), zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
+		zap.String("name_server", hl.NameServer), zap.String("expose", hl.Expose), zap.Bool("tls", hs.TLSConfig != nil))
+	return g, nil
+}
+
+// stop lets requests in flight finish (at most 15 s) and closes the gateway's pools.
+func (g *httpGateway) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	hs.Shutdown(sctx) // requests in flight finish
-	log.Info("stopped")
-	return 0
+	g.hs.Shutdown(ctx)
+	g.gw.Close()
 }
 
 // gatewayKey reads the gateway key from a file, else PYRO_HTTPGATEWAY_KEY, as

@@ -303,6 +303,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}()
 		fields = append(fields, zap.String("admin", addr))
 	}
+	for _, hl := range cfg.HTTP {
+		g, err := startHTTPGateway(hl, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "pyro-dispatch serve: http listener %s: %v\n", hl.Name, err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		defer g.stop()
+	}
 	log.Info("ready", fields...)
 	for {
 		select {
