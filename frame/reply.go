@@ -61,7 +61,7 @@ func AppendStringPayload(dst []byte, ser Serializer, s string) ([]byte, error) {
 		dst = append(dst, serpentHeader...)
 		dst = appendPyRepr(dst, s)
 	case JSON:
-		dst = appendJSONString(dst, s)
+		dst = AppendPyJSONString(dst, s, false)
 	case Marshal:
 		dst = appendMarshalString(dst, s)
 	case Pickle, Dill, Cloudpickle:
@@ -106,9 +106,9 @@ func AppendExceptionPayload(dst []byte, ser Serializer, class, message string) (
 		dst = append(dst, ",),'attributes':{}}"...)
 	case JSON:
 		dst = append(dst, `{"__class__": `...)
-		dst = appendJSONString(dst, class)
+		dst = AppendPyJSONString(dst, class, false)
 		dst = append(dst, `, "__exception__": true, "args": [`...)
-		dst = appendJSONString(dst, message)
+		dst = AppendPyJSONString(dst, message, false)
 		dst = append(dst, `], "attributes": {}}`...)
 	case Marshal:
 		dst = append(dst, '{')
@@ -275,40 +275,6 @@ func appendHex(dst []byte, v uint32, digits int) []byte {
 		dst = append(dst, hexDigits[(v>>shift)&15])
 	}
 	return dst
-}
-
-// appendJSONString appends the valid UTF-8 string s as Python's json.dumps(s,
-// ensure_ascii=False) writes it: escapes for " and \, \b \f \n \r \t, \u00hh for other
-// control characters below 0x20, everything else as is.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		start = i + 1
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-		}
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // Python marshal (version 4) type codes for strings.

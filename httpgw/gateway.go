@@ -288,7 +288,7 @@ func (g *Gateway) lookup(ctx context.Context, name string) (lookupEntry, *httpEr
 	if ok && time.Now().Before(e.expires) {
 		return e, nil
 	}
-	body, herr := g.nsCall(ctx, "lookup", [][]byte{appendPyString(nil, name, false)}, nil)
+	body, herr := g.nsCall(ctx, "lookup", [][]byte{frame.AppendPyJSONString(nil, name, false)}, nil)
 	if herr != nil {
 		return e, herr
 	}
@@ -541,7 +541,7 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if len(kwargs) != 0 || len(req.args) != 0 {
 			return jsonError(http.StatusInternalServerError, "builtins.AssertionError", "attribute lookup can't have query parameters")
 		}
-		_, rep, herr2 = g.invoke(ctx, get, name, "__getattr__", [][]byte{appendPyString(nil, method, false)}, nil, false)
+		_, rep, herr2 = g.invoke(ctx, get, name, "__getattr__", [][]byte{frame.AppendPyJSONString(nil, method, false)}, nil, false)
 	case contains(md.Methods, method):
 		oneway := optOneway || contains(md.Oneway, method)
 		_, rep, herr2 = g.invoke(ctx, get, name, method, req.args, kwargs, oneway)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 // The home page: ui/index.html with ui/home.css and ui/home.js written into it, so that
@@ -109,7 +111,7 @@ func (g *Gateway) homeMeta(ctx context.Context, o *homeObject) {
 // serveHome writes the home page: the exposed names of the name server and, without a
 // gateway key, their methods and attributes, with a form to call them.
 func (g *Gateway) serveHome(ctx context.Context, w http.ResponseWriter) {
-	body, herr := g.nsCall(ctx, "list", nil, []kwarg{{name: "regex", value: appendPyString(nil, g.cfg.Expose, false)}})
+	body, herr := g.nsCall(ctx, "list", nil, []kwarg{{name: "regex", value: frame.AppendPyJSONString(nil, g.cfg.Expose, false)}})
 	var names map[string]string
 	if herr == nil && json.Unmarshal(body, &names) != nil {
 		herr = jsonError(http.StatusBadGateway, "Pyro4.errors.ProtocolError", "bad list reply")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 // kwarg is one keyword argument: its name and its value as JSON text.
@@ -89,7 +91,7 @@ func kwargsOf(ps []param) []kwarg {
 	for _, p := range ps {
 		var v []byte
 		if len(p.values) == 1 {
-			v = appendPyString(nil, p.values[0], false)
+			v = frame.AppendPyJSONString(nil, p.values[0], false)
 		} else {
 			v = appendPyStringList(nil, p.values, false)
 		}

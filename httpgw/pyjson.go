@@ -3,66 +3,9 @@ package httpgw
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
-
-// appendPyString appends s as a JSON string the way Python's json.dumps writes it: with
-// ensureASCII every character outside ' '..'~' is escaped (\uXXXX, lowercase hex, surrogate
-// pairs above U+FFFF); without it only '"', '\\' and control characters are. Invalid UTF-8
-// is written as U+FFFD.
-func appendPyString(dst []byte, s string, ensureASCII bool) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			i++
-			switch c {
-			case '"':
-				dst = append(dst, '\\', '"')
-			case '\\':
-				dst = append(dst, '\\', '\\')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				if c < 0x20 || (ensureASCII && c == 0x7f) {
-					dst = appendU(dst, rune(c))
-				} else {
-					dst = append(dst, c)
-				}
-			}
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		i += n
-		if !ensureASCII {
-			dst = utf8.AppendRune(dst, r) // RuneError for invalid bytes
-			continue
-		}
-		dst = appendEscapedRune(dst, r)
-	}
-	return append(dst, '"')
-}
-
-func appendEscapedRune(dst []byte, r rune) []byte {
-	if r > 0xFFFF {
-		r -= 0x10000
-		dst = appendU(dst, 0xD800+(r>>10))
-		return appendU(dst, 0xDC00+(r&0x3FF))
-	}
-	return appendU(dst, r)
-}
-
-func appendU(dst []byte, r rune) []byte {
-	const hex = "0123456789abcdef"
-	return append(dst, '\\', 'u', hex[r>>12&0xF], hex[r>>8&0xF], hex[r>>4&0xF], hex[r&0xF])
-}
 
 // appendPyStringList appends a JSON list of strings in json.dumps style.
 func appendPyStringList(dst []byte, list []string, ensureASCII bool) []byte {
@@ -71,7 +14,7 @@ func appendPyStringList(dst []byte, list []string, ensureASCII bool) []byte {
 		if i > 0 {
 			dst = append(dst, ',', ' ')
 		}
-		dst = appendPyString(dst, s, ensureASCII)
+		dst = frame.AppendPyJSONString(dst, s, ensureASCII)
 	}
 	return append(dst, ']')
 }
@@ -100,7 +43,7 @@ func asciiJSON(b []byte) []byte {
 		}
 		r, n := utf8.DecodeRune(b[i:])
 		i += n
-		out = appendEscapedRune(out, r)
+		out = frame.AppendPyJSONRune(out, r)
 	}
 	return out
 }
@@ -109,9 +52,9 @@ func asciiJSON(b []byte) []byte {
 // class class (module-qualified) with the single argument msg and no attributes.
 func errorBody(class, msg string) []byte {
 	b := []byte(`{"__class__": `)
-	b = appendPyString(b, class, true)
+	b = frame.AppendPyJSONString(b, class, true)
 	b = append(b, `, "__exception__": true, "args": [`...)
-	b = appendPyString(b, msg, true)
+	b = frame.AppendPyJSONString(b, msg, true)
 	return append(b, `], "attributes": {}}`...)
 }
 

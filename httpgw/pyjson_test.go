@@ -1,6 +1,10 @@
 package httpgw
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
+)
 
 func TestAppendPyString(t *testing.T) {
 	for _, tc := range []struct{ in, ascii, utf string }{
@@ -9,10 +13,10 @@ func TestAppendPyString(t *testing.T) {
 		{"é☃😀", `"\u00e9\u2603\ud83d\ude00"`, `"é☃😀"`},
 		{"\xff", `"\ufffd"`, "\"\uFFFD\""},
 	} {
-		if got := string(appendPyString(nil, tc.in, true)); got != tc.ascii {
+		if got := string(frame.AppendPyJSONString(nil, tc.in, true)); got != tc.ascii {
 			t.Errorf("ascii %q: %s, want %s", tc.in, got, tc.ascii)
 		}
-		if got := string(appendPyString(nil, tc.in, false)); got != tc.utf {
+		if got := string(frame.AppendPyJSONString(nil, tc.in, false)); got != tc.utf {
 			t.Errorf("utf %q: %s, want %s", tc.in, got, tc.utf)
 		}
 	}

@@ -177,7 +177,7 @@ func (t *target) dial(ctx context.Context) (net.Conn, error) {
 
 func (t *target) handshake(ctx context.Context, c net.Conn) (*meta, error) {
 	payload := []byte(`{"handshake": "hello", "object": `)
-	payload = appendPyString(payload, t.object, false)
+	payload = frame.AppendPyJSONString(payload, t.object, false)
 	payload = append(payload, '}')
 	corr := corrOf(ctx)
 	h := frame.Header{Type: frame.Connect, Flags: frame.FlagMetaOnConnect, Serializer: frame.JSON}
@@ -256,9 +256,9 @@ func (t *target) invoke(ctx context.Context, method string, params [][]byte, kwa
 		return nil, &protocolError{err}
 	}
 	p := []byte(`{"object": `)
-	p = appendPyString(p, t.object, false)
+	p = frame.AppendPyJSONString(p, t.object, false)
 	p = append(p, `, "method": `...)
-	p = appendPyString(p, method, false)
+	p = frame.AppendPyJSONString(p, method, false)
 	p = append(p, `, "params": [`...)
 	for i, v := range params {
 		if i > 0 {
@@ -271,7 +271,7 @@ func (t *target) invoke(ctx context.Context, method string, params [][]byte, kwa
 		if i > 0 {
 			p = append(p, ", "...)
 		}
-		p = appendPyString(p, kw.name, false)
+		p = frame.AppendPyJSONString(p, kw.name, false)
 		p = append(p, ": "...)
 		p = append(p, kw.value...)
 	}
