@@ -1,29 +1,18 @@
 package admin_test
 
 import (
-	"context"
 	"math"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/browsertest"
 )
-
-// findChromium returns the path of a Chromium or Chrome binary, "" when there is none.
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
 
 // load makes calls through the dispatcher from conns clients until stop is closed:
 // echo.echo mostly, a denied method and an unknown one now and then (errors and
@@ -75,50 +64,11 @@ func load(t *testing.T, e *env, conns int, rate func(time.Duration) float64) (st
 // through the API shows as drained within 2 s. With PYRO_DISPATCH_SCREENSHOT=FILE it
 // runs the load longer and writes a PNG of the page under load to FILE.
 func TestDashboardBrowser(t *testing.T) {
-	exe := findChromium()
-	if exe == "" {
-		if os.Getenv("PYRO_DISPATCH_REQUIRE_BROWSER") != "" {
-			t.Fatal("no chromium binary (apt-get install chromium), and PYRO_DISPATCH_REQUIRE_BROWSER is set")
-		}
-		t.Skip("no chromium binary: apt-get install chromium to run this test (PYRO_DISPATCH_REQUIRE_BROWSER=1 makes this a failure)")
-	}
+	br := browsertest.Start(t, 1440, 1000)
+	bctx := br.Ctx
 	shot := os.Getenv("PYRO_DISPATCH_SCREENSHOT")
 	const token = "dashboard-token"
 	e := start(t, setup{token: token})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1440, 1000), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-
-	// Every console message, from the start of the page.
-	var mu sync.Mutex
-	var problems []string
-	console := chromedp.Console(bctx)
-	listening := make(chan struct{})
-	go func() {
-		defer close(listening)
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			t.Logf("console %s", m)
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String()+" at "+m.URL+":"+strconv.FormatInt(m.Line, 10))
-				mu.Unlock()
-			}
-		}
-	}()
-	defer func() {
-		cancelBrowser()
-		<-listening
-	}()
 
 	rate := func(time.Duration) float64 { return 400 }
 	if shot != "" {
@@ -218,11 +168,8 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 
 	stopLoad()
-	cancelBrowser()
-	<-listening
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
+	br.Close()
+	for _, p := range br.Problems() {
 		t.Errorf("console: %s", p)
 	}
 }

@@ -1,19 +1,17 @@
 package httpgw
 
 import (
-	"context"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/browsertest"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
 )
 
@@ -76,16 +74,6 @@ func TestHomePage(t *testing.T) {
 	}
 }
 
-// findChromium returns the path of a Chromium or Chrome binary, "" when there is none.
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // The home page in a real browser, against a real Pyro4 name server and daemon: it loads
@@ -95,57 +83,14 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 // in its field. With PYRO_DISPATCH_SCREENSHOT=FILE it writes a PNG of the page after the
 // calls without a key to FILE.
 func TestHomePageBrowser(t *testing.T) {
-	exe := findChromium()
-	if exe == "" {
-		if os.Getenv("PYRO_DISPATCH_REQUIRE_BROWSER") != "" {
-			t.Fatal("no chromium binary (apt-get install chromium), and PYRO_DISPATCH_REQUIRE_BROWSER is set")
-		}
-		t.Skip("no chromium binary: apt-get install chromium to run this test (PYRO_DISPATCH_REQUIRE_BROWSER=1 makes this a failure)")
-	}
+	br := browsertest.Start(t, 1280, 900)
+	bctx := br.Ctx
 	w := startWorld(t)
 	registerEvil(t, w)
 	base := newGateway(t, Config{NameServer: w.ns, Timeout: 20 * time.Second})
 	keyed := newGateway(t, Config{NameServer: w.ns, GatewayKey: "s3cr3t", Timeout: 20 * time.Second})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 900), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-
-	var mu sync.Mutex
-	var problems []chromedp.ConsoleMessage
-	console := chromedp.Console(bctx)
-	listening := make(chan struct{})
-	go func() {
-		defer close(listening)
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			t.Logf("console %s (%s %s:%d)", m, m.Source, m.URL, m.Line)
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m)
-				mu.Unlock()
-			}
-		}
-	}()
-	defer func() {
-		cancelBrowser()
-		<-listening
-	}()
-	takeProblems := func() []chromedp.ConsoleMessage {
-		mu.Lock()
-		defer mu.Unlock()
-		p := problems
-		problems = nil
-		return p
-	}
+	takeProblems := br.Problems
 
 	run := func(actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -300,12 +245,10 @@ func TestHomePageBrowser(t *testing.T) {
 	}
 	// Loading the metadata of objects that have none (http.hidden, http.down, ...) makes
 	// the browser log their failed requests; nothing else may be logged.
+	br.Close()
 	for _, p := range takeProblems() {
 		if p.Source != "network" || !strings.HasSuffix(p.URL, "/%24meta") {
 			t.Errorf("console (key): %s at %s:%d", p, p.URL, p.Line)
 		}
 	}
-
-	cancelBrowser()
-	<-listening
 }
