@@ -135,8 +135,7 @@ func (h *HTTPListener) fill(key string) error {
 			return fieldErr(key+".gateway_key_file", "%v", err)
 		}
 	}
-	switch {
-	case h.Timeout < 0 || h.LookupTTL < 0 || h.PoolSize < 0:
+	if h.Timeout < 0 || h.LookupTTL < 0 || h.PoolSize < 0 {
 		return fieldErr(key, "timeout, lookup_ttl and pool_size must not be negative")
 	}
 	if h.Timeout == 0 {

@@ -59,7 +59,7 @@ func AppendStringPayload(dst []byte, ser Serializer, s string) ([]byte, error) {
 	switch ser {
 	case Serpent:
 		dst = append(dst, serpentHeader...)
-		dst = appendPyRepr(dst, s)
+		dst = AppendPyRepr(dst, s)
 	case JSON:
 		dst = AppendPyJSONString(dst, s, false)
 	case Marshal:
@@ -100,9 +100,9 @@ func AppendExceptionPayload(dst []byte, ser Serializer, class, message string) (
 	case Serpent:
 		dst = append(dst, serpentHeader...)
 		dst = append(dst, "{'__class__':"...)
-		dst = appendPyRepr(dst, class)
+		dst = AppendPyRepr(dst, class)
 		dst = append(dst, ",'__exception__':True,'args':("...)
-		dst = appendPyRepr(dst, message)
+		dst = AppendPyRepr(dst, message)
 		dst = append(dst, ",),'attributes':{}}"...)
 	case JSON:
 		dst = append(dst, `{"__class__": `...)
@@ -212,11 +212,11 @@ func validUTF8(s string) string {
 
 const hexDigits = "0123456789abcdef"
 
-// appendPyRepr appends Python 3's repr() of the valid UTF-8 string s (CPython
+// AppendPyRepr appends Python 3's repr() of the valid UTF-8 string s (CPython
 // unicode_repr): single quotes unless s contains ' and no ", backslash escapes for the
 // quote, backslash, \t \n \r, \xhh for other ASCII controls and DEL, and \xhh, \uhhhh or
 // \Uhhhhhhhh for non-ASCII characters that are not printable.
-func appendPyRepr(dst []byte, s string) []byte {
+func AppendPyRepr(dst []byte, s string) []byte {
 	quote := byte('\'')
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
 		quote = '"'

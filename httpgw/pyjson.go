@@ -58,46 +58,7 @@ func errorBody(class, msg string) []byte {
 	return append(b, `], "attributes": {}}`...)
 }
 
-// pyRepr returns Python's repr of a str (the common cases: single quotes unless the
-// string holds a single quote and no double quote).
-func pyRepr(s string) string {
-	q := byte('\'')
-	if containsByte(s, '\'') && !containsByte(s, '"') {
-		q = '"'
-	}
-	b := []byte{q}
-	for _, r := range s {
-		switch {
-		case r == '\\':
-			b = append(b, '\\', '\\')
-		case r == rune(q):
-			b = append(b, '\\', q)
-		case r == '\n':
-			b = append(b, '\\', 'n')
-		case r == '\r':
-			b = append(b, '\\', 'r')
-		case r == '\t':
-			b = append(b, '\\', 't')
-		case r < 0x20 || r == 0x7f:
-			b = append(b, `\x`...)
-			b = append(b, "0123456789abcdef"[r>>4], "0123456789abcdef"[r&0xF])
-		default:
-			b = utf8.AppendRune(b, r)
-		}
-	}
-	return string(append(b, q))
-}
-
-func containsByte(s string, c byte) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return true
-		}
-	}
-	return false
-}
-
 // pyAddr is Pyro4's connect location as Python prints it: ('host', port).
 func pyAddr(host string, port int) string {
-	return "(" + pyRepr(host) + ", " + strconv.Itoa(port) + ")"
+	return "(" + string(frame.AppendPyRepr(nil, host)) + ", " + strconv.Itoa(port) + ")"
 }
