@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,11 +33,19 @@ type Config struct {
 }
 
 // HTTPListener serves Pyro objects over HTTP and JSON with the URLs of Pyro4's
-// pyro4-httpgateway, calling the objects a name server knows.
+// pyro4-httpgateway. Calls go to the objects a name server knows (ns), or, with backend
+// or routes (exactly as on a Pyro listener), to backend groups: the object in the URL is
+// then the Pyro object id, and each call is routed like a pooled listener's.
 type HTTPListener struct {
 	Name       string `yaml:"name,omitempty"`
-	Listen     string `yaml:"listen"` // HOST:PORT or unix:/path
-	NameServer string `yaml:"ns"`     // the Pyro4 name server, HOST:PORT
+	Listen     string `yaml:"listen"`       // HOST:PORT or unix:/path
+	NameServer string `yaml:"ns,omitempty"` // the Pyro4 name server, HOST:PORT
+	// Backend, Balance, BackendTLS and Routes route calls to backend groups instead of
+	// looking objects up in a name server (see Listener).
+	Backend    StringList  `yaml:"backend,omitempty"`
+	Balance    string      `yaml:"balance,omitempty"`
+	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
+	Routes     []Route     `yaml:"routes,omitempty"`
 	// Expose is the regular expression object names must match at their start
 	// (default `http\.`, as pyro4-httpgateway's -e).
 	Expose string `yaml:"expose,omitempty"`
@@ -46,6 +55,28 @@ type HTTPListener struct {
 	LookupTTL      time.Duration `yaml:"lookup_ttl,omitempty"` // name server lookups reused this long (default 5s)
 	PoolSize       int           `yaml:"pool_size,omitempty"`  // connections per Pyro object (default 16)
 	TLS            *ListenerTLS  `yaml:"tls,omitempty"`        // HTTPS (and HTTP/2)
+}
+
+// Routed reports whether h's calls go to backend groups rather than a name server.
+func (h *HTTPListener) Routed() bool { return len(h.Backend) > 0 || len(h.Routes) > 0 }
+
+// NamedObjects are the object ids h's routes name literally (no pattern), in order.
+func (h *HTTPListener) NamedObjects() []string {
+	var out []string
+	for _, r := range h.Routes {
+		for _, o := range r.Match.Object {
+			if r.To != "" && !strings.HasPrefix(o, "~") && !strings.ContainsAny(o, `*?[\`) && !slices.Contains(out, o) {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// RoutingListener is h's routing seen as a pooled Pyro listener's: what routing.Compile
+// builds h's router from (under h's name).
+func (h *HTTPListener) RoutingListener() Listener {
+	return Listener{Name: h.Name, Backend: h.Backend, Balance: h.Balance, BackendTLS: h.BackendTLS, Routes: h.Routes, Mode: ModePooled}
 }
 
 // Defaults of HTTP gateway listeners.
@@ -329,16 +360,31 @@ func (c *Config) Validate() error {
 	if len(c.Listeners) == 0 {
 		return fieldErr("listeners", "at least one listener is needed (--listen and --backend, or a config file)")
 	}
-	for i := range c.HTTP {
-		if err := c.HTTP[i].fill(fmt.Sprintf("http[%d]", i)); err != nil {
-			return err
-		}
-	}
 	groups, err := c.validateBackends()
 	if err != nil {
 		return err
 	}
 	names := map[string]bool{}
+	for i := range c.HTTP {
+		h := &c.HTTP[i]
+		key := fmt.Sprintf("http[%d]", i)
+		if h.Name == "" && i > 0 {
+			h.Name = "http" + strconv.Itoa(i)
+		}
+		if err := h.fill(key); err != nil {
+			return err
+		}
+		if names[h.Name] {
+			return fieldErr(key+".name", "duplicate listener name %q", h.Name)
+		}
+		names[h.Name] = true
+		if h.Routed() {
+			l := h.RoutingListener()
+			if err := c.validateRoutes(&l, key, groups); err != nil {
+				return err
+			}
+		}
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		key := fmt.Sprintf("listeners[%d]", i)

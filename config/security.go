@@ -121,8 +121,14 @@ func (h *HTTPListener) fill(key string) error {
 	if _, _, err := ParseAddress(h.Listen); err != nil {
 		return fieldErr(key+".listen", "%v", err)
 	}
-	if _, _, err := net.SplitHostPort(h.NameServer); err != nil {
-		return fieldErr(key+".ns", "want the name server's HOST:PORT: %v", err)
+	switch {
+	case h.NameServer != "" && h.Routed():
+		return fieldErr(key+".ns", "calls go to the name server's objects (ns) or to backend groups (backend, routes), not both")
+	case h.Routed():
+	default:
+		if _, _, err := net.SplitHostPort(h.NameServer); err != nil {
+			return fieldErr(key+".ns", "want the name server's HOST:PORT (or backend or routes): %v", err)
+		}
 	}
 	if h.Expose == "" {
 		h.Expose = DefaultHTTPExpose

@@ -341,10 +341,18 @@ func (s *Server) Changed(cfg config.Config) []string {
 	if !slices.Equal(cfg.Metrics.Objects, s.cfg.Metrics.Objects) {
 		out = append(out, "metrics")
 	}
-	if !reflect.DeepEqual(cfg.HTTP, s.cfg.HTTP) {
+	if !slices.EqualFunc(cfg.HTTP, s.cfg.HTTP, sameHTTPListener) {
 		out = append(out, "http")
 	}
 	return out
+}
+
+// sameHTTPListener compares HTTP gateway listeners but for their routing, which a reload
+// changes.
+func sameHTTPListener(a, b config.HTTPListener) bool {
+	a.Backend, a.Balance, a.BackendTLS, a.Routes = nil, "", nil, nil
+	b.Backend, b.Balance, b.BackendTLS, b.Routes = nil, "", nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // hold counts a session accepted with st.

@@ -35,6 +35,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -46,13 +47,21 @@ import (
 	"github.com/google/uuid"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 	"go.uber.org/zap"
 )
 
 // Config configures a Gateway.
 type Config struct {
-	// NameServer is the Pyro4 name server's HOST:PORT (required).
+	// NameServer is the Pyro4 name server's HOST:PORT: calls go to the objects it knows.
+	// Exactly one of NameServer and Backends is set.
 	NameServer string
+	// Backends routes calls to backend groups instead: the object in the URL is the Pyro
+	// object id, and each call is routed as a pooled listener's would be.
+	Backends Backends
+	// Objects are the object ids the home page lists when calls are routed (there is no
+	// name server to ask): those the routes name literally.
+	Objects []string
 	// Expose is the regular expression object names must match at their start to be
 	// callable, as pyro4-httpgateway's -e (default `http\.`; unlike -e '', an empty
 	// string means the default: use `.*` to expose every name).
@@ -67,6 +76,15 @@ type Config struct {
 	LookupTTL time.Duration
 	// PoolSize is the most connections open at once per Pyro object (default 16).
 	PoolSize int
+}
+
+// Backends is where a routing gateway's calls go: a route table's decision per call, and
+// connections to the members of its groups (dispatch.Server's, for a listener).
+type Backends interface {
+	// Decide returns where req goes: a group, or a refusal with its reason.
+	Decide(req *routing.Request) routing.Decision
+	// Dial connects to a member (with TLS when its group has tls).
+	Dial(ctx context.Context, m *routing.Member) (net.Conn, error)
 }
 
 // DefaultExpose is the default Config.Expose.
@@ -96,8 +114,14 @@ type Gateway struct {
 
 	mu      sync.Mutex
 	closed  bool
-	targets map[string]*target // by address + "\x00" + object id
+	targets map[targetKey]*target
 	lookups map[string]lookupEntry
+}
+
+// targetKey identifies a target: a name server's object by address, a routed one by member.
+type targetKey struct {
+	addr, object string
+	member       *routing.Member
 }
 
 type lookupEntry struct {
@@ -124,6 +148,13 @@ func New(cfg Config, log *zap.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpgw: bad expose pattern: %w", err)
 	}
+	g := &Gateway{cfg: cfg, log: log, expose: expose, targets: map[targetKey]*target{}, lookups: map[string]lookupEntry{}}
+	switch {
+	case cfg.Backends != nil && cfg.NameServer != "":
+		return nil, errors.New("httpgw: a name server or backends, not both")
+	case cfg.Backends != nil:
+		return g, nil
+	}
 	host, portStr, err := net.SplitHostPort(cfg.NameServer)
 	if err != nil {
 		return nil, fmt.Errorf("httpgw: bad name server address %q: %w", cfg.NameServer, err)
@@ -132,11 +163,8 @@ func New(cfg Config, log *zap.Logger) (*Gateway, error) {
 	if err != nil || port <= 0 || port > 65535 {
 		return nil, fmt.Errorf("httpgw: bad name server port %q", portStr)
 	}
-	return &Gateway{
-		cfg: cfg, log: log, expose: expose, nsHost: host, nsPort: port,
-		targets: map[string]*target{},
-		lookups: map[string]lookupEntry{},
-	}, nil
+	g.nsHost, g.nsPort = host, port
+	return g, nil
 }
 
 // Close closes every pooled connection; later requests get 503.
@@ -144,7 +172,7 @@ func (g *Gateway) Close() {
 	g.mu.Lock()
 	g.closed = true
 	ts := g.targets
-	g.targets = map[string]*target{}
+	g.targets = map[targetKey]*target{}
 	g.mu.Unlock()
 	for _, t := range ts {
 		t.pool.Close()
@@ -156,29 +184,64 @@ var errClosed = errors.New("httpgw: gateway closed")
 // target returns the pooled target for object at host:port, creating it.
 func (g *Gateway) target(host string, port int, object string) (*target, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	key := addr + "\x00" + object
+	return g.targetFor(targetKey{addr: addr, object: object}, func() *target {
+		return &target{host: host, port: port, addr: addr, object: object}
+	})
+}
+
+// memberTarget returns the pooled target for object on member m of a backend group.
+func (g *Gateway) memberTarget(m *routing.Member, object string) (*target, error) {
+	return g.targetFor(targetKey{addr: m.Addr, object: object, member: m}, func() *target {
+		t := &target{host: m.Address, addr: m.Addr, object: object, member: m, backends: g.cfg.Backends}
+		if h, p, err := net.SplitHostPort(m.Address); err == nil && m.Network == "tcp" {
+			t.host, t.port = h, atoiPort(p)
+		}
+		return t
+	})
+}
+
+func atoiPort(s string) int {
+	p, _ := strconv.Atoi(s)
+	return p
+}
+
+// targetFor returns the target of key, made by mk (and given a pool) when there is none.
+// Making one also forgets the targets of members a reload removed.
+func (g *Gateway) targetFor(key targetKey, mk func() *target) (*target, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.closed {
+		g.mu.Unlock()
 		return nil, errClosed
 	}
 	if t := g.targets[key]; t != nil {
+		g.mu.Unlock()
 		return t, nil
 	}
-	t := &target{host: host, port: port, addr: addr, object: object}
+	t := mk()
 	t.pool = pool.New(pool.Config{
 		Dial:       t.dial,
 		Serializer: frame.JSON,
 		MaxOpen:    g.cfg.PoolSize,
 	})
 	g.targets[key] = t
+	var retired []*target
+	for k, x := range g.targets {
+		if k.member != nil && k.member.Retired() {
+			delete(g.targets, k)
+			retired = append(retired, x)
+		}
+	}
+	g.mu.Unlock()
+	for _, x := range retired {
+		x.pool.Close()
+	}
 	return t, nil
 }
 
 // drop forgets t (so that the next request dials afresh, without the pool's backoff) and,
 // if name is not empty, the cached lookup of name.
 func (g *Gateway) drop(t *target, name string) {
-	key := t.addr + "\x00" + t.object
+	key := targetKey{addr: t.addr, object: t.object, member: t.member}
 	g.mu.Lock()
 	mine := g.targets[key] == t
 	if mine {
@@ -257,6 +320,9 @@ func (g *Gateway) failure(t *target, name string, err error) *httpError {
 		return jsonError(http.StatusServiceUnavailable, "Pyro4.errors.NamingError", "Failed to locate the nameserver")
 	case errors.As(err, &ce):
 		g.drop(t, name)
+		if t.member != nil {
+			t.member.Failed(ce.err)
+		}
 		return jsonError(http.StatusServiceUnavailable, "Pyro4.errors.CommunicationError", ce.Error())
 	case errors.As(err, &re):
 		g.drop(t, name)
@@ -413,7 +479,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest := path[len("pyro/"):]
 	if rest == "" {
-		g.serveHome(ctx, w)
+		g.serveHome(ctx, w, r)
 		return
 	}
 	m := routeRE.FindStringSubmatch(rest)
@@ -452,7 +518,7 @@ func (g *Gateway) checkKey(r *http.Request, req *request) *httpError {
 
 // connect makes sure that the target of get has a connection (so the handshake, and so
 // its metadata, came first, as with Pyro4's proxy) and returns it.
-func (g *Gateway) connect(ctx context.Context, get func() (*target, error), name string) (*target, *httpError) {
+func (g *Gateway) connect(ctx context.Context, get func() (*target, error)) (*target, error) {
 	var t *target
 	var err error
 	for range 3 {
@@ -474,10 +540,67 @@ func (g *Gateway) connect(ctx context.Context, get func() (*target, error), name
 			break
 		}
 	}
-	if err != nil {
-		return t, g.failure(t, name, err)
+	return t, err
+}
+
+// resolve finds the target of a call of method on name and connects it: through the name
+// server, or by the route table to a member of the group it chooses (the next member
+// when one cannot be reached, each at most once, as a pooled listener does). It returns
+// how to get the target again should its pool close under the call.
+func (g *Gateway) resolve(ctx context.Context, r *http.Request, name, method string, corr uuid.UUID) (*target, func() (*target, error), *httpError) {
+	if g.cfg.Backends == nil {
+		loc, herr := g.lookup(ctx, name)
+		if herr != nil {
+			return nil, nil, herr
+		}
+		get := func() (*target, error) { return g.target(loc.host, loc.port, loc.object) }
+		t, err := g.connect(ctx, get)
+		if err != nil {
+			return nil, nil, g.failure(t, name, err)
+		}
+		return t, get, nil
 	}
-	return t, nil
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		client = ap.Addr().Unmap()
+	}
+	var req routing.Request
+	req.ResetCall(client, frame.JSON, name, method, frame.AppendAnnotation(nil, frame.CORR, corr[:]))
+	dec := g.cfg.Backends.Decide(&req)
+	if dec.Group == nil {
+		status := http.StatusForbidden
+		if dec.Rule < 0 {
+			status = http.StatusNotFound // no rule takes the object: unknown here
+		}
+		return nil, nil, jsonError(status, "Pyro4.errors.CommunicationError", "pyro-dispatch: "+dec.Deny)
+	}
+	var tried routing.Tried
+	var attempts map[*routing.Member]error // made on the first failure
+	for {
+		m, err := dec.Group.Pick(&req, tried)
+		if err != nil {
+			return nil, nil, jsonError(http.StatusServiceUnavailable, "Pyro4.errors.CommunicationError",
+				"pyro-dispatch: "+dec.Group.NoHealthy(attempts).Error())
+		}
+		get := func() (*target, error) { return g.memberTarget(m, name) }
+		t, err := g.connect(ctx, get)
+		var ce *connectError
+		switch {
+		case err == nil:
+			m.Succeeded()
+			return t, get, nil
+		case errors.As(err, &ce):
+			g.drop(t, "")
+			m.Failed(ce.err)
+			if attempts == nil {
+				attempts = map[*routing.Member]error{}
+			}
+			attempts[m] = ce.err
+			tried = tried.With(dec.Group, m)
+		default:
+			return nil, nil, g.failure(t, name, err)
+		}
+	}
 }
 
 func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, name, method string) *httpError {
@@ -487,9 +610,12 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if !g.expose.MatchString(name) {
 		return textError(http.StatusForbidden, "403 Forbidden - access to the requested object has been denied")
 	}
-	loc, herr := g.lookup(ctx, name)
-	if herr != nil {
-		return herr
+	if g.cfg.Backends == nil {
+		// As Pyro4's gateway: the name first (an unknown one wins over a bad correlation id);
+		// resolve finds it in the cache.
+		if _, herr := g.lookup(ctx, name); herr != nil {
+			return herr
+		}
 	}
 	corr := uuid.Nil
 	if h := r.Header.Get("X-Pyro-Correlation-Id"); h != "" {
@@ -502,10 +628,13 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		corr, _ = uuid.NewRandom()
 	}
 	ctx = context.WithValue(ctx, corrKey{}, corr)
-	get := func() (*target, error) { return g.target(loc.host, loc.port, loc.object) }
-	t, herr := g.connect(ctx, get, name)
+	t, get, herr := g.resolve(ctx, r, name, method, corr)
 	if herr != nil {
 		return herr
+	}
+	if t.member != nil {
+		t.member.Begin()
+		defer t.member.End()
 	}
 	md := t.metadata()
 	if md == nil || len(md.Methods) == 0 && len(md.Attrs) == 0 {

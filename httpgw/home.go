@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -73,23 +74,20 @@ type homeObject struct {
 }
 
 // homeMeta fills in the metadata of o, handshaking with the object if need be.
-func (g *Gateway) homeMeta(ctx context.Context, o *homeObject) {
-	loc, herr := g.lookup(ctx, o.Name)
+func (g *Gateway) homeMeta(ctx context.Context, r *http.Request, o *homeObject) {
+	corr, _ := uuid.NewRandom()
+	t, _, herr := g.resolve(context.WithValue(ctx, corrKey{}, corr), r, o.Name, "$meta", corr)
 	if herr == nil {
-		var t *target
-		get := func() (*target, error) { return g.target(loc.host, loc.port, loc.object) }
-		if t, herr = g.connect(ctx, get, o.Name); herr == nil {
-			md := t.metadata()
-			if md == nil || len(md.Methods) == 0 && len(md.Attrs) == 0 {
-				o.Error = "the object exposes no methods or attributes"
-				return
-			}
-			o.Methods = slices.Sorted(slices.Values(md.Methods))
-			o.Oneway = slices.Sorted(slices.Values(md.Oneway))
-			o.Attributes = slices.Sorted(slices.Values(md.Attrs))
-			o.Loaded = true
+		md := t.metadata()
+		if md == nil || len(md.Methods) == 0 && len(md.Attrs) == 0 {
+			o.Error = "the object exposes no methods or attributes"
 			return
 		}
+		o.Methods = slices.Sorted(slices.Values(md.Methods))
+		o.Oneway = slices.Sorted(slices.Values(md.Oneway))
+		o.Attributes = slices.Sorted(slices.Values(md.Attrs))
+		o.Loaded = true
+		return
 	}
 	o.Error = strconv.Itoa(herr.status) + " " + http.StatusText(herr.status)
 	var exc struct {
@@ -108,14 +106,31 @@ func (g *Gateway) homeMeta(ctx context.Context, o *homeObject) {
 	}
 }
 
-// serveHome writes the home page: the exposed names of the name server and, without a
-// gateway key, their methods and attributes, with a form to call them.
-func (g *Gateway) serveHome(ctx context.Context, w http.ResponseWriter) {
+// homeNames returns the exposed names and their URIs: from the name server, or, when
+// calls are routed, the object ids the routes name (with no URI).
+func (g *Gateway) homeNames(ctx context.Context) (map[string]string, *httpError) {
+	if g.cfg.Backends != nil {
+		names := map[string]string{}
+		for _, o := range g.cfg.Objects {
+			if g.expose.MatchString(o) {
+				names[o] = ""
+			}
+		}
+		return names, nil
+	}
 	body, herr := g.nsCall(ctx, "list", nil, []kwarg{{name: "regex", value: frame.AppendPyJSONString(nil, g.cfg.Expose, false)}})
 	var names map[string]string
 	if herr == nil && json.Unmarshal(body, &names) != nil {
 		herr = jsonError(http.StatusBadGateway, "Pyro4.errors.ProtocolError", "bad list reply")
 	}
+	return names, herr
+}
+
+// serveHome writes the home page: the exposed names of the name server (or the routed
+// object ids) and, without a gateway key, their methods and attributes, with a form to
+// call them.
+func (g *Gateway) serveHome(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	names, herr := g.homeNames(ctx)
 	if herr != nil {
 		status := http.StatusInternalServerError
 		if herr.status == http.StatusServiceUnavailable || herr.status == http.StatusGatewayTimeout {
@@ -153,7 +168,7 @@ func (g *Gateway) serveHome(ctx context.Context, w http.ResponseWriter) {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				g.homeMeta(mctx, &objects[i])
+				g.homeMeta(mctx, r, &objects[i])
 			})
 		}
 		wg.Wait()
@@ -162,6 +177,7 @@ func (g *Gateway) serveHome(ctx context.Context, w http.ResponseWriter) {
 	var b bytes.Buffer
 	err := p.tmpl.Execute(&b, map[string]any{
 		"NameServer": g.cfg.NameServer,
+		"Routed":     g.cfg.Backends != nil,
 		"Expose":     g.cfg.Expose,
 		"Keyed":      keyed,
 		"Objects":    objects,

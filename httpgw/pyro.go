@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
+	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
 // maxMessage bounds a reply from a daemon or the name server.
@@ -44,9 +45,13 @@ func contains(list []string, s string) bool {
 type target struct {
 	host   string
 	port   int
-	addr   string // host:port
+	addr   string // host:port, or a member's address as configured
 	object string
 	pool   *pool.Pool
+	// member is the backend group member the target is on, and backends dials it, when
+	// calls are routed (nil: an address from the name server).
+	member   *routing.Member
+	backends Backends
 
 	mu   sync.Mutex
 	meta *meta // from the first successful CONNECT
@@ -80,6 +85,9 @@ type connectError struct {
 }
 
 func (e *connectError) Error() string {
+	if e.t.member != nil {
+		return "pyro-dispatch: " + e.err.Error()
+	}
 	return "cannot connect to " + pyAddr(e.t.host, e.t.port) + ": " + pyErrno(e.err)
 }
 
@@ -147,8 +155,14 @@ func guard(ctx context.Context, c net.Conn) func() bool {
 // dial opens a connection to t's daemon and performs the CONNECT handshake for t's object
 // (pool.Config.Dial).
 func (t *target) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", t.addr)
+	var c net.Conn
+	var err error
+	if t.member != nil {
+		c, err = t.backends.Dial(ctx, t.member)
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", t.addr)
+	}
 	if err != nil {
 		if isTimeout(ctx, err) {
 			return nil, &timeoutError{err}

@@ -41,6 +41,16 @@ func (r *Request) Reset(connect bool, client netip.Addr, m *frame.Message) {
 	r.peeked, r.names, r.split, r.blob, r.blobInf = notPeeked, r.names[:0], 0, nil, nil
 }
 
+// ResetCall prepares r for a call known by its facts rather than a message (the HTTP
+// gateway's): method on object from client, in serializer, with annotations ann (which
+// r keeps, as it keeps a message's).
+func (r *Request) ResetCall(client netip.Addr, s frame.Serializer, object, method string, ann frame.Annotations) {
+	r.connect, r.client = false, client
+	r.msg = frame.Message{Header: frame.Header{Type: frame.Invoke, Serializer: s}, Annotations: ann}
+	r.names = append(append(r.names[:0], object...), method...)
+	r.split, r.peeked, r.blob, r.blobInf = len(object), peekedOK, nil, nil
+}
+
 // Serializer returns the message's serializer id.
 func (r *Request) Serializer() frame.Serializer { return r.msg.Header.Serializer }
 

@@ -14,9 +14,10 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 )
 
-// Table is a compiled configuration's routing: a Router per listener and the backend
-// groups they send to. It is immutable once compiled (member states change, the rules do
-// not); a reload compiles a new Table and swaps it in.
+// Table is a compiled configuration's routing: a Router per listener (HTTP gateway
+// listeners that route included) and the backend groups they send to. It is immutable
+// once compiled (member states change, the rules do not); a reload compiles a new Table
+// and swaps it in.
 type Table struct {
 	routers map[string]*Router
 	groups  []*Group
@@ -48,6 +49,17 @@ func Compile(cfg *config.Config, prev *Table, log *zap.Logger) (*Table, error) {
 		r, err := newRouter(l, t.byName)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		t.routers[l.Name] = r
+	}
+	for i := range cfg.HTTP {
+		if !cfg.HTTP[i].Routed() {
+			continue
+		}
+		l := cfg.HTTP[i].RoutingListener()
+		r, err := newRouter(&l, t.byName)
+		if err != nil {
+			return nil, fmt.Errorf("http listener %s: %w", l.Name, err)
 		}
 		t.routers[l.Name] = r
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/admin"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
+	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/httpgw"
 	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
 )
@@ -76,7 +77,7 @@ Flags:
 		return 2
 	}
 	defer log.Sync()
-	gw, err := startHTTPGateway(cfg.HTTP[0], log)
+	gw, err := startHTTPGateway(cfg.HTTP[0], nil, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
 		return 1
@@ -101,14 +102,19 @@ type httpGateway struct {
 	served chan error // an error when it stops serving on its own
 }
 
-// startHTTPGateway starts the gateway of hl (validated) in the background.
-func startHTTPGateway(hl config.HTTPListener, log *zap.Logger) (*httpGateway, error) {
+// startHTTPGateway starts the gateway of hl (validated) in the background; srv routes
+// its calls when hl has backend or routes (nil for pyro-dispatch http).
+func startHTTPGateway(hl config.HTTPListener, srv *dispatch.Server, log *zap.Logger) (*httpGateway, error) {
 	key, err := gatewayKey(hl.GatewayKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	gw, err := httpgw.New(httpgw.Config{NameServer: hl.NameServer, Expose: hl.Expose, GatewayKey: key, Timeout: hl.Timeout,
-		LookupTTL: hl.LookupTTL, PoolSize: hl.PoolSize}, log)
+	gc := httpgw.Config{NameServer: hl.NameServer, Expose: hl.Expose, GatewayKey: key, Timeout: hl.Timeout,
+		LookupTTL: hl.LookupTTL, PoolSize: hl.PoolSize}
+	if hl.Routed() {
+		gc.Backends, gc.Objects = srv.RoutedCalls(hl.Name), hl.NamedObjects()
+	}
+	gw, err := httpgw.New(gc, log)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +150,7 @@ func startHTTPGateway(hl config.HTTPListener, log *zap.Logger) (*httpGateway, er
 		}
 	}()
 	log.Info("http gateway ready", zap.String("name", hl.Name), zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
-		zap.String("name_server", hl.NameServer), zap.String("expose", hl.Expose), zap.Bool("tls", hs.TLSConfig != nil))
+		zap.String("name_server", hl.NameServer), zap.Bool("routed", hl.Routed()), zap.String("expose", hl.Expose), zap.Bool("tls", hs.TLSConfig != nil))
 	return g, nil
 }
 

@@ -304,7 +304,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fields = append(fields, zap.String("admin", addr))
 	}
 	for _, hl := range cfg.HTTP {
-		g, err := startHTTPGateway(hl, log)
+		g, err := startHTTPGateway(hl, srv, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "pyro-dispatch serve: http listener %s: %v\n", hl.Name, err)
 			srv.Shutdown(context.Background())
