@@ -46,9 +46,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config configures a Gateway.
@@ -76,6 +78,13 @@ type Config struct {
 	LookupTTL time.Duration
 	// PoolSize is the most connections open at once per Pyro object (default 16).
 	PoolSize int
+	// Name names the listener in the access log and the metrics.
+	Name string
+	// AccessLog logs one info line per request (else at debug level): client, method,
+	// path, status, response bytes, duration and correlation id.
+	AccessLog bool
+	// Metrics records the requests (nil: not recorded).
+	Metrics *metrics.HTTPStats
 }
 
 // Backends is where a routing gateway's calls go: a route table's decision per call, and
@@ -453,9 +462,53 @@ func readRequest(r *http.Request) (*request, *httpError) {
 	return req, nil
 }
 
+// recorder is a ResponseWriter that remembers the status and the body size written.
+type recorder struct {
+	http.ResponseWriter
+	status, bytes int
+}
+
+func (rec *recorder) WriteHeader(status int) {
+	rec.status = status
+	rec.ResponseWriter.WriteHeader(status)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.bytes += n
+	return n, err
+}
+
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
 // ServeHTTP serves pyro4-httpgateway's URLs: / redirects to /pyro/, /pyro/ is the home
 // page and /pyro/<object>/<method> calls method on the object registered as <object>.
+// Each request is counted in the metrics and logged (access log).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	g.cfg.Metrics.Begin()
+	rec := recorders.Get().(*recorder)
+	rec.ResponseWriter, rec.status, rec.bytes = w, 0, 0
+	g.serve(rec, r)
+	d := time.Since(start)
+	g.cfg.Metrics.Done(rec.status, d)
+	level := zapcore.DebugLevel
+	if g.cfg.AccessLog {
+		level = zapcore.InfoLevel
+	}
+	if ce := g.log.Check(level, "http"); ce != nil {
+		ce.Write(zap.String("listener", g.cfg.Name), zap.String("client", r.RemoteAddr), zap.String("method", r.Method),
+			zap.String("path", r.URL.Path), zap.String("proto", r.Proto), zap.Int("status", rec.status), zap.Int("bytes", rec.bytes),
+			zap.Duration("duration", d), zap.String("corr", w.Header().Get("X-Pyro-Correlation-Id")))
+	}
+	rec.ResponseWriter = nil
+	recorders.Put(rec)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimLeft(r.URL.Path, "/")
 	if path == "" {
 		w.Header().Set("Location", "/pyro/")
@@ -628,6 +681,7 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		corr, _ = uuid.NewRandom()
 	}
 	ctx = context.WithValue(ctx, corrKey{}, corr)
+	w.Header().Set("X-Pyro-Correlation-Id", corr.String()) // on errors too
 	t, get, herr := g.resolve(ctx, r, name, method, corr)
 	if herr != nil {
 		return herr
@@ -644,7 +698,6 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	optOneway := slices.Contains(strings.Split(r.Header.Get("X-Pyro-Options"), ","), "oneway")
 	ok := func(body []byte) {
 		w.Header().Set("Content-Type", ctJSON)
-		w.Header().Set("X-Pyro-Correlation-Id", corr.String())
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		w.Write(body)

@@ -2,13 +2,21 @@ package httpgw
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/dispatchtest"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 )
 
 // routedDaemonScript serves http.calc and http.secret; argv[1] tags its answers.
@@ -63,7 +71,23 @@ http:
 		t.Fatal(err)
 	}
 	srv := dispatchtest.Start(t, cfg, nil)
-	base := newGateway(t, Config{Backends: srv.RoutedCalls("web"), Objects: cfg.HTTP[0].NamedObjects(), Timeout: 10 * time.Second})
+	reg := prometheus.NewRegistry()
+	hm, err := metrics.NewHTTP(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	gw, err := New(Config{Backends: srv.RoutedCalls("web"), Objects: cfg.HTTP[0].NamedObjects(), Timeout: 10 * time.Second,
+		Name: "web", AccessLog: true, Metrics: hm.Listener("web")}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(gw)
+	defer func() {
+		hs.Close()
+		gw.Close()
+	}()
+	base := hs.URL
 
 	seen := map[string]int{}
 	for range 10 {
@@ -112,4 +136,40 @@ http:
 	}
 	b.Stop()
 	check(call{path: "/pyro/http.calc/who"}, http.StatusServiceUnavailable, "pyro-dispatch: no healthy backend in group calc")
+
+	// Metrics and the access log saw every request.
+	const want = `
+# HELP pyro_dispatch_http_requests_in_flight HTTP gateway requests being served, by listener.
+# TYPE pyro_dispatch_http_requests_in_flight gauge
+pyro_dispatch_http_requests_in_flight{listener="web"} 0
+# HELP pyro_dispatch_http_requests_total HTTP gateway requests, by listener and status code.
+# TYPE pyro_dispatch_http_requests_total counter
+pyro_dispatch_http_requests_total{code="200",listener="web"} 22
+pyro_dispatch_http_requests_total{code="403",listener="web"} 2
+pyro_dispatch_http_requests_total{code="404",listener="web"} 1
+pyro_dispatch_http_requests_total{code="503",listener="web"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "pyro_dispatch_http_requests_total", "pyro_dispatch_http_requests_in_flight"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "pyro_dispatch_http_request_duration_seconds"); n != 1 || err != nil {
+		t.Errorf("%d duration series (%v), want 1", n, err)
+	}
+	lines := logs.FilterMessage("http").AllUntimed()
+	if len(lines) != 26 {
+		t.Fatalf("%d access log lines, want 26", len(lines))
+	}
+	var found bool
+	for _, e := range lines {
+		f := e.ContextMap()
+		if f["corr"] == id {
+			found = f["status"] == int64(200) && f["path"] == "/pyro/http.calc/corr" && f["method"] == "GET" && f["listener"] == "web" && f["bytes"] == int64(len(id)+2)
+			if !found {
+				t.Errorf("access log line %v", f)
+			}
+		}
+	}
+	if !found {
+		t.Error("no access log line with the request's correlation id")
+	}
 }

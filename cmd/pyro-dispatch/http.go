@@ -18,6 +18,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
 	"github.com/pyro-dispatch/pyro-dispatch/httpgw"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/tlsfiles"
 )
 
@@ -40,6 +41,7 @@ func runHTTP(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&tlsIn.Cert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file")
 	fs.StringVar(&tlsIn.Key, "tls-key", "", "the PEM key of --tls-cert (default: in that file)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	accessLog := fs.Bool("access-log", false, "log one line per request (client, method, path, status, bytes, duration, correlation id)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: pyro-dispatch http --ns HOST:PORT [flags]
 
@@ -77,7 +79,7 @@ Flags:
 		return 2
 	}
 	defer log.Sync()
-	gw, err := startHTTPGateway(cfg.HTTP[0], nil, log)
+	gw, err := startHTTPGateway(cfg.HTTP[0], gatewayEnv{access: *accessLog}, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pyro-dispatch http: %v\n", err)
 		return 1
@@ -102,17 +104,26 @@ type httpGateway struct {
 	served chan error // an error when it stops serving on its own
 }
 
-// startHTTPGateway starts the gateway of hl (validated) in the background; srv routes
-// its calls when hl has backend or routes (nil for pyro-dispatch http).
-func startHTTPGateway(hl config.HTTPListener, srv *dispatch.Server, log *zap.Logger) (*httpGateway, error) {
+// gatewayEnv is what an HTTP gateway listener gets from the process it runs in.
+type gatewayEnv struct {
+	srv     *dispatch.Server // routes the calls of a listener with backend or routes (serve)
+	metrics *metrics.HTTP    // nil: no metrics (no admin listener)
+	access  bool             // the access log
+}
+
+// startHTTPGateway starts the gateway of hl (validated) in the background.
+func startHTTPGateway(hl config.HTTPListener, env gatewayEnv, log *zap.Logger) (*httpGateway, error) {
 	key, err := gatewayKey(hl.GatewayKeyFile)
 	if err != nil {
 		return nil, err
 	}
 	gc := httpgw.Config{NameServer: hl.NameServer, Expose: hl.Expose, GatewayKey: key, Timeout: hl.Timeout,
-		LookupTTL: hl.LookupTTL, PoolSize: hl.PoolSize}
+		LookupTTL: hl.LookupTTL, PoolSize: hl.PoolSize, Name: hl.Name, AccessLog: env.access}
+	if env.metrics != nil {
+		gc.Metrics = env.metrics.Listener(hl.Name)
+	}
 	if hl.Routed() {
-		gc.Backends, gc.Objects = srv.RoutedCalls(hl.Name), hl.NamedObjects()
+		gc.Backends, gc.Objects = env.srv.RoutedCalls(hl.Name), hl.NamedObjects()
 	}
 	gw, err := httpgw.New(gc, log)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/admin"
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/dispatch"
+	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
 )
 
@@ -303,8 +304,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}()
 		fields = append(fields, zap.String("admin", addr))
 	}
+	env := gatewayEnv{srv: srv, access: cfg.Log.Access}
+	if m := srv.Metrics(); m != nil && len(cfg.HTTP) > 0 {
+		if env.metrics, err = metrics.NewHTTP(m.Registry); err != nil {
+			fmt.Fprintf(stderr, "pyro-dispatch serve: http metrics: %v\n", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+	}
 	for _, hl := range cfg.HTTP {
-		g, err := startHTTPGateway(hl, srv, log)
+		g, err := startHTTPGateway(hl, env, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "pyro-dispatch serve: http listener %s: %v\n", hl.Name, err)
 			srv.Shutdown(context.Background())
