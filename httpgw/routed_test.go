@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -135,7 +136,10 @@ http:
 		}
 	}
 	b.Stop()
-	check(call{path: "/pyro/http.calc/who"}, http.StatusServiceUnavailable, "pyro-dispatch: no healthy backend in group calc")
+	down := check(call{path: "/pyro/http.calc/who"}, http.StatusServiceUnavailable, "pyro-dispatch: no healthy backend in group calc")
+	if _, err := uuid.Parse(down.header.Get("X-Pyro-Correlation-Id")); err != nil {
+		t.Errorf("no correlation id with an error: %v", err)
+	}
 
 	// Metrics and the access log saw every request.
 	const want = `
