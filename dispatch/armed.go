@@ -20,6 +20,12 @@ type armedConn struct {
 	out  []byte          // held bytes, written by the next Read or by flush
 	iov  [3][]byte       // a message written at once
 	bufs net.Buffers     // iov as handed to writev, which consumes it
+	// early: the peer may send before it has what is held (a client that pipelines, or
+	// shuts its side down in the middle of a call). Then its bytes or its end may have
+	// come before the read was armed, a readiness that RawConn.Read forgets when it arms,
+	// so the read is tried once what is held is written instead of waited for. A daemon
+	// answers only once it has the request (and a daemon's close resets the write).
+	early bool
 
 	// The Read in progress, for onReady (bound once to ready: no allocation per Read).
 	p          []byte
@@ -32,8 +38,9 @@ type armedConn struct {
 // buffers are free at once.
 const armLimit = 4 << 10
 
-func newArmedConn(c net.Conn) *armedConn {
-	a := &armedConn{Conn: c}
+// newArmedConn wraps c; early tells that its peer may send before it has what is held.
+func newArmedConn(c net.Conn, early bool) *armedConn {
+	a := &armedConn{Conn: c, early: early}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			a.rc = rc
@@ -113,7 +120,7 @@ func (a *armedConn) Read(p []byte) (int, error) {
 
 // onReady is the Read's callback, called once its read is armed and again each time
 // the socket is readable: it writes what is held (and then reports false, to wait for
-// the answer), or reads.
+// the answer, unless the peer may have sent first: see early), or reads.
 func (a *armedConn) onReady(fd uintptr) bool {
 	if len(a.out) > 0 {
 		k, err := syscall.Write(int(fd), a.out)
@@ -127,7 +134,9 @@ func (a *armedConn) onReady(fd uintptr) bool {
 			a.werr = os.NewSyscallError("write", err)
 			return true
 		}
-		return len(a.out) > 0 // all written: wait; the socket is full: finish outside
+		if len(a.out) > 0 || !a.early {
+			return len(a.out) > 0 // all written: wait; the socket is full: finish outside
+		}
 	}
 	n, err := syscall.Read(int(fd), a.p)
 	for err == syscall.EINTR {

@@ -337,7 +337,7 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	// Let the other sessions that are ready now add their requests to this write.
 	runtime.Gosched()
 	c.wmu.Lock()
-	c.flushLocked()
+	c.flushLocked(s)
 	c.wmu.Unlock()
 	return nil
 }
@@ -356,15 +356,18 @@ func (c *muxConn) enqueueLocked(s *Session, oneway bool) {
 	c.calls = append(c.calls, s)
 }
 
-// flushLocked (c.wmu held) writes out what is queued until nothing is, then ends this
-// session's turn as the writer.
-func (c *muxConn) flushLocked() {
+// flushLocked (c.wmu held) writes out what is queued until nothing is, then ends the
+// turn of session s as the writer.
+func (c *muxConn) flushLocked(s *Session) {
 	c.mu.Lock()
 	for len(c.out) > 0 && c.err == nil {
 		buf := c.out
 		c.out = c.spare[:0]
 		c.mu.Unlock()
-		_, err := c.lease.Conn.Write(buf)
+		err := c.guard(s, func() error {
+			_, err := c.lease.Conn.Write(buf)
+			return err
+		})
 		c.mu.Lock()
 		c.spare = buf[:0]
 		if err != nil {
@@ -373,6 +376,23 @@ func (c *muxConn) flushLocked() {
 	}
 	c.writing = false
 	c.mu.Unlock()
+}
+
+// guard runs f, in which session s writes requests on c for the calls queued on it, and
+// returns f's error. A panic in f is recovered and returned as an error (errPanicked) for
+// the caller to fail c with: the calls on c then end as on the daemon's loss, their
+// clients closed, and c's locks and writer's turn are given up as after any failed write.
+func (c *muxConn) guard(s *Session, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = c.x.srv.recovered(p, "panic writing requests on a shared upstream connection: failing it, and the calls on it as on the daemon's loss",
+				c.x.h.lname, s, zap.String("backend", c.x.h.key.member.Addr))
+		}
+	}()
+	if panicHook != nil {
+		panicHook(s, atWrite)
+	}
+	return f()
 }
 
 // failLocked marks the connection failed and wakes its reader by closing the socket.
@@ -457,11 +477,12 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 	c.enqueueLocked(s, oneway)
 	c.writing = true
 	c.mu.Unlock()
-	if _, err = c.lease.Conn.Write(before); err != nil {
-		err = &copyError{err: err}
-	} else {
-		err = s.w.send(c.lease.Conn, s.cr, m, head, 0, true)
-	}
+	err = c.guard(s, func() error {
+		if _, err := c.lease.Conn.Write(before); err != nil {
+			return &copyError{err: err}
+		}
+		return s.w.send(c.lease.Conn, s.cr, m, head, 0, true)
+	})
 	c.mu.Lock()
 	c.spare = before[:0]
 	if err != nil {
@@ -473,7 +494,7 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 		c.failLocked(err)
 	}
 	c.mu.Unlock()
-	c.flushLocked()
+	c.flushLocked(s)
 	return true, err
 }
 
@@ -516,46 +537,16 @@ func (c *muxConn) popLocked() (s *Session, freed bool) {
 	return s, freed
 }
 
-// readLoop reads replies and hands each to the session whose call is oldest, until the
-// connection fails; then every pending call gets a pyro-dispatch CommunicationError.
+// readLoop relays replies, each to the session whose call is oldest, until the
+// connection fails; then the clients of its pending calls are closed, as the daemon's
+// loss would close them.
 func (c *muxConn) readLoop() {
 	defer c.x.readers.Done()
 	defer c.wbuf.pipe.Close()
-	r := c.lease.Reader
 	var err error
 	var unfinished *Session // the call whose reply failed, ended with the others below
 	for err == nil {
-		var m frame.Message
-		if m, err = r.Next(); err != nil {
-			break
-		}
-		s := c.pop()
-		switch {
-		case s == nil:
-			err = fmt.Errorf("unexpected %v message (seq %d) with no call pending", m.Header.Type, m.Header.Seq)
-		case m.Header.Seq != s.call.h.Seq:
-			err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", s.call.h.Seq, m.Header.Seq)
-			unfinished = s
-		default:
-			var finished bool
-			if finished, err = c.deliver(s, r, &m); !finished {
-				unfinished = s
-			}
-		}
-		if err == nil {
-			c.mu.Lock()
-			c.delivering = false
-			if c.head == len(c.calls) {
-				if c.drained != nil { // a large request waits for the connection
-					close(c.drained)
-					c.drained = nil
-				}
-				if c.retired {
-					c.failLocked(errRetired)
-				}
-			}
-			c.mu.Unlock()
-		}
+		unfinished, err = c.relayReply()
 	}
 	c.mu.Lock()
 	c.failLocked(err)
@@ -576,13 +567,68 @@ func (c *muxConn) readLoop() {
 	switch {
 	case errors.Is(err, errClientLeft): // only that client's call was on it; lost said why
 	case len(pending) > 0:
-		if !errors.Is(err, pool.ErrClosed) {
+		if !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errPanicked) { // the daemon is not to blame for those
 			c.x.h.key.member.Failed(err)
 		}
 		c.x.srv.log.Warn("pipelined upstream connection lost", zap.String("backend", c.x.h.key.member.Addr),
 			zap.Int("calls_failed", len(pending)), zap.Error(err))
 	case !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errRetired):
 		c.x.srv.log.Info("pipelined upstream connection closed", zap.String("backend", c.x.h.key.member.Addr), zap.Error(err))
+	}
+}
+
+// relayReply reads the next reply and relays it to the session whose call is oldest. An
+// error fails the connection; unfinished is then the session whose call was taken off
+// the connection but not ended. A panic is recovered as such an error (errPanicked):
+// the position in the stream is lost, so the connection fails and the calls on it end
+// as on the daemon's loss, their clients closed; the process and the other clients
+// carry on.
+func (c *muxConn) relayReply() (unfinished *Session, err error) {
+	var s *Session // taken off the connection, its call not ended yet
+	defer func() {
+		if p := recover(); p != nil {
+			unfinished = s
+			err = c.x.srv.recovered(p, "panic relaying a reply on a shared upstream connection: failing it, and the calls on it as on the daemon's loss",
+				c.x.h.lname, s, zap.String("backend", c.x.h.key.member.Addr))
+		}
+	}()
+	r := c.lease.Reader
+	m, err := r.Next()
+	if err != nil {
+		return nil, err
+	}
+	s = c.pop()
+	switch {
+	case s == nil:
+		return nil, fmt.Errorf("unexpected %v message (seq %d) with no call pending", m.Header.Type, m.Header.Seq)
+	case m.Header.Seq != s.call.h.Seq:
+		return s, fmt.Errorf("backend answered seq %d with seq %d: stream out of step", s.call.h.Seq, m.Header.Seq)
+	}
+	finished, err := c.deliver(s, r, &m)
+	if !finished {
+		return s, err
+	}
+	s = nil // its call ended
+	if err == nil {
+		c.delivered()
+	}
+	return nil, err
+}
+
+// delivered ends the delivery of a reply: a large request waiting for the connection to
+// be free gets it, and a retired connection with no call left closes.
+func (c *muxConn) delivered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.delivering = false
+	if c.head == len(c.calls) {
+		if c.drained != nil { // a large request waits for the connection
+			close(c.drained)
+			c.drained = nil
+		}
+		if c.retired {
+			c.failLocked(errRetired)
+		}
 	}
 }
 
@@ -594,6 +640,9 @@ func (c *muxConn) readLoop() {
 // (splice.Pipe) knows how much of a spliced reply it took from the backend when the
 // client's side failed. Only where that cannot be known is the connection failed.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
+	if panicHook != nil {
+		panicHook(s, atReply)
+	}
 	limit := s.srv.bufferedLimit
 	var head []byte
 	if s.hm != nil {

@@ -38,7 +38,8 @@ type handshake struct {
 	signer  []byte // hmac backend key (re-signing): connect is sent signed with it, replies verified
 	srv     *Server
 	pool    *pool.Pool
-	mux     *mux // pipelined calls on the pool's connections; nil unless pool.pipeline > 1
+	mux     *mux   // pipelined calls on the pool's connections; nil unless pool.pipeline > 1
+	lname   string // the name of the listener whose clients it serves, for logs and metrics
 
 	mu       sync.Mutex
 	reply    *storedReply   // the first CONNECTOK, nil before one arrived
@@ -65,10 +66,11 @@ type handshakes struct {
 	cfg   config.Pool
 	srv   *Server
 	key   []byte // hmac backend key when the listener re-signs (see hmacKeys), else nil
+	lname string // the name of the listener whose clients it serves
 }
 
-func newHandshakes(cfg config.Pool, srv *Server, backendKey []byte) (*handshakes, error) {
-	hs := &handshakes{cfg: cfg, srv: srv, key: backendKey}
+func newHandshakes(lname string, cfg config.Pool, srv *Server, backendKey []byte) (*handshakes, error) {
+	hs := &handshakes{cfg: cfg, srv: srv, key: backendKey, lname: lname}
 	cache, err := lru.NewWithEvict(cfg.Handshakes, func(_ hsKey, h *handshake) { h.close() })
 	if err != nil {
 		return nil, err
@@ -173,7 +175,7 @@ func (hs *handshakes) build(key hsKey, m *frame.Message) *handshake {
 
 // start gives h its pool and, when calls are pipelined, its mux.
 func (hs *handshakes) start(h *handshake) {
-	h.signer, h.srv = hs.key, hs.srv
+	h.signer, h.srv, h.lname = hs.key, hs.srv, hs.lname
 	h.pool = hs.newPool(h)
 	if hs.cfg.Pipeline > 1 {
 		h.mux = newMux(h, hs.srv, hs.cfg)
@@ -256,10 +258,25 @@ func (h *handshake) cached() *storedReply {
 }
 
 // dial opens an upstream connection and performs this handshake on it (pool.Config.Dial).
-func (h *handshake) dial(ctx context.Context) (net.Conn, error) {
-	c, err := h.srv.dialMember(ctx, h.key.member)
+// It runs for clients waiting for a connection, in one's goroutine or the pool's: a
+// panic is recovered as a failed dial (errPanicked), the connection closed.
+func (h *handshake) dial(ctx context.Context) (_ net.Conn, err error) {
+	var c net.Conn
+	defer func() {
+		if p := recover(); p != nil {
+			if c != nil {
+				c.Close()
+			}
+			err = h.srv.recovered(p, "panic in a pooled handshake: closing its upstream connection, the dial failed",
+				h.lname, nil, zap.String("backend", h.key.member.Addr))
+		}
+	}()
+	c, err = h.srv.dialMember(ctx, h.key.member)
 	if err != nil {
 		return nil, err
+	}
+	if panicHook != nil {
+		panicHook(nil, atHandshake)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)

@@ -165,7 +165,7 @@ func (s *Server) states(cfg *config.Config, t *routing.Table, prev map[string]*l
 			if old := prev[lc.Name]; old != nil && old.pooled && old.cfg.Pool == lc.Pool && bytes.Equal(old.handshakes.key, poolKey) {
 				st.handshakes = old.handshakes
 			} else {
-				hs, err := newHandshakes(lc.Pool, s, poolKey)
+				hs, err := newHandshakes(lc.Name, lc.Pool, s, poolKey)
 				if err != nil {
 					return nil, err
 				}

@@ -152,3 +152,39 @@ func TestSessionDaemonIdleCloseClosesClient(t *testing.T) {
 		t.Errorf("client closed %v after the daemon closed, want within 100ms", d)
 	}
 }
+
+// A client may send before it has its reply: its next request (pipelining) or the end of
+// its side (a shutdown of its writes, after its last request). Both are served as a
+// daemon serves them directly: the requests answered in turn, the connection closed
+// after the last reply, with no idle timeout (by default there is none). Found by
+// FuzzSession: the bytes that came during a call were waited for again (armedConn).
+func TestClientSendsBeforeItsReply(t *testing.T) {
+	for _, mode := range []string{config.ModeSession, config.ModePooled} {
+		t.Run(mode, func(t *testing.T) {
+			be := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+				if m.Header.Type == frame.Invoke {
+					time.Sleep(60 * time.Millisecond) // the client's next bytes come meanwhile
+				}
+				return reply
+			})
+			_, addr := startProxy(t, be.Addr().String(), func(c *config.Config) { c.Listeners[0].Mode = mode })
+			g := dialClient(t, addr)
+			g.send(t, frame.Invoke, 0, nil, []byte("first"))
+			time.Sleep(20 * time.Millisecond)
+			g.send(t, frame.Invoke, 0, nil, []byte("second"))
+			time.Sleep(20 * time.Millisecond)
+			g.c.(*net.TCPConn).CloseWrite()
+			g.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			for i, want := range []string{"first", "second"} {
+				m, err := g.r.Next()
+				if err == nil {
+					err = g.r.ReadRest(&m)
+				}
+				if err != nil || m.Header.Seq != uint16(2+i) || string(m.Payload) != want {
+					t.Fatalf("reply %d: %v seq %d %q, %v; want %q", i+1, m.Header.Type, m.Header.Seq, m.Payload, err, want)
+				}
+			}
+			g.expectClosed(t)
+		})
+	}
+}

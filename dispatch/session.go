@@ -117,7 +117,7 @@ func (s *Session) upstreamConn() net.Conn {
 
 func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
-	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c), id: srv.nextID.Add(1)}
+	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c, true), id: srv.nextID.Add(1)}
 	s.ipr = srv.rates.of(s.ip)
 	s.stats.started = time.Now()
 	if _, ok := c.(*tls.Conn); ok {
@@ -132,9 +132,11 @@ func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	return s
 }
 
-// run serves the session until either side closes, an error, or shutdown.
+// run serves the session until either side closes, an error, or shutdown. A panic ends
+// the session only (recoverPanic).
 func (s *Session) run() {
 	defer s.closeAll()
+	defer s.recoverPanic()
 	if tc, ok := s.client.(*tls.Conn); ok && !s.acceptTLS(tc) {
 		return
 	}
@@ -146,6 +148,20 @@ func (s *Session) run() {
 			s.logEnd(err)
 			return
 		}
+	}
+}
+
+// recoverPanic, deferred by run, recovers a panic in the session's goroutine: it is
+// logged with the client and the stack and counted, then run's closeAll closes the
+// client's connection and what the session holds upstream (a leased connection is
+// destroyed, never pooled).
+func (s *Session) recoverPanic() {
+	if p := recover(); p != nil {
+		var backend []zap.Field
+		if s.member != nil {
+			backend = append(backend, zap.String("backend", s.member.Addr))
+		}
+		s.srv.recovered(p, "panic serving a client: closing its connection", s.st.name, s, backend...)
 	}
 }
 
@@ -351,7 +367,7 @@ func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout ti
 	if err != nil {
 		return false, &pool.DialError{Err: err}
 	}
-	s.up = newArmedConn(up)
+	s.up = newArmedConn(up, false)
 	s.setUpstream(up, frame.NewReader(s.up, 0, s.srv.upstreamLimits))
 	failed := func(err error) (bool, error) {
 		up.Close()
@@ -552,6 +568,9 @@ func (s *Session) relayCall() error {
 		s.debug("pinned to its upstream connection: item stream", zap.Stringer("corr", corrID(corr)))
 	}
 	size := r.Header.DataLen
+	if panicHook != nil {
+		panicHook(s, atReply)
+	}
 	if err := s.forwardReply(&r); err != nil {
 		return fmt.Errorf("relaying reply: %w", err)
 	}

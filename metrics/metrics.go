@@ -65,6 +65,7 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	handshakes    *prometheus.CounterVec
 	memberActions *prometheus.CounterVec
+	panics        *prometheus.CounterVec
 
 	stats sync.Map // statsKey -> *CallStats
 	hist  *History
@@ -98,8 +99,10 @@ func New() *Metrics {
 		Help: "Pooled-mode CONNECTs answered from the handshake cache (hit) or by a backend (miss), by listener."}, []string{"listener", "result"})
 	m.memberActions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pyro_dispatch_member_actions_total",
 		Help: "Members drained and enabled through the admin API, by group, member and action."}, []string{"group", "member", "action"})
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pyro_dispatch_panics_total",
+		Help: "Panics recovered while serving a client connection (that connection closed) or a shared upstream connection (its calls failed as on the daemon's loss), by listener."}, []string{"listener"})
 	m.Registry.MustRegister(m.calls, m.duration, m.reqBytes, m.repBytes, m.objectCalls, m.accepted, m.refusedConns,
-		m.reloads, m.handshakes, m.memberActions,
+		m.reloads, m.handshakes, m.memberActions, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.hist = newHistory(m)
 	m.errs = NewErrorLog()
@@ -204,6 +207,9 @@ func (m *Metrics) Handshake(listener string, hit bool) {
 func (m *Metrics) MemberAction(group, member, action string) {
 	m.memberActions.WithLabelValues(group, member, action).Inc()
 }
+
+// Panicked counts a panic recovered while serving one of listener's clients.
+func (m *Metrics) Panicked(listener string) { m.panics.WithLabelValues(listener).Inc() }
 
 // History returns the per-second history of the totals.
 func (m *Metrics) History() *History { return m.hist }

@@ -46,6 +46,20 @@ func TestCallStats(t *testing.T) {
 	}
 }
 
+// Panicked counts by listener, in the registry the admin listener serves.
+func TestPanicked(t *testing.T) {
+	m := New()
+	m.Panicked("a")
+	m.Panicked("a")
+	m.Panicked("b")
+	if v := testutil.ToFloat64(m.panics.WithLabelValues("a")); v != 2 {
+		t.Errorf("listener a: %v panics", v)
+	}
+	if n, err := testutil.GatherAndCount(m.Registry, "pyro_dispatch_panics_total"); err != nil || n != 2 {
+		t.Errorf("%d series in the registry (%v), want 2", n, err)
+	}
+}
+
 // History: per-second counts and quantiles estimated within the buckets.
 func TestHistory(t *testing.T) {
 	h := newHistory(nil)
