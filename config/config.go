@@ -131,6 +131,23 @@ type Listener struct {
 	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
 	// HMAC verifies and re-signs Pyro4 HMAC signatures (see HMAC).
 	HMAC *HMAC `yaml:"hmac,omitempty"`
+
+	// The name-server view, for an edge across NAT (on when any of these is set):
+	// Advertise is the HOST:PORT clients outside use (default: the first listen address);
+	// URIs in the name server's replies that point at members are rewritten to it.
+	Advertise string `yaml:"advertise,omitempty"`
+	// NameServer is the backend group that is the Pyro4 name server (default: the group
+	// the routes send Pyro.NameServer to, or the listener's backend).
+	NameServer string `yaml:"nameserver,omitempty"`
+	// Learn polls the name server's list() for object ids to route (lookups through the
+	// listener are learned from anyway).
+	Learn *Learn `yaml:"learn,omitempty"`
+	// Broadcast answers Pyro4's name server broadcast lookup (UDP) with the advertised
+	// name server URI, on BroadcastListen (default 0.0.0.0:9091, Pyro4's NS_BCPORT).
+	Broadcast       bool   `yaml:"broadcast,omitempty"`
+	BroadcastListen string `yaml:"broadcast_listen,omitempty"`
+	// Publish registers objects in a name server outside with the advertised URIs.
+	Publish *Publish `yaml:"publish,omitempty"`
 }
 
 // Pool sizes the upstream connection pools of a pooled listener. There is one pool
@@ -411,6 +428,9 @@ func (c *Config) Validate() error {
 			return fieldErr(key+".mode", "unknown mode %q (want %q or %q)", l.Mode, ModeSession, ModePooled)
 		}
 		if err := c.validateRoutes(l, key, groups); err != nil {
+			return err
+		}
+		if err := l.validateNAT(key, groups); err != nil {
 			return err
 		}
 		for j, pat := range l.Affinity {

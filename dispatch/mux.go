@@ -803,7 +803,7 @@ func (s *Session) endPipelined(x *mux, c *muxConn, reserved bool) {
 // member by the group's balance, the next one while members cannot be reached. A nested
 // call (see conn) takes only a connection with no call on it.
 func (s *Session) pipeConn(nested bool) (*mux, *muxConn, error) {
-	a := attempt{g: s.group}
+	a := attempt{g: s.group, pin: s.pin}
 	for {
 		member, err := a.next(&s.req)
 		if err != nil {

@@ -357,7 +357,7 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 // group g, performing the handshake upstream on a new pooled connection on a miss; while
 // members cannot be reached, the next one is tried.
 func (s *Session) handshakePooled(m *frame.Message, g *routing.Group) bool {
-	a := attempt{g: g}
+	a := attempt{g: g, pin: s.pin}
 	hit := false
 	for {
 		member, err := a.next(&s.req)
@@ -467,6 +467,7 @@ func (s *Session) acquire(ctx context.Context, lastResort bool) (pool.Lease, err
 // resort, dialing despite the backoff: a daemon that is back serves at once.
 type attempt struct {
 	g          *routing.Group
+	pin        *routing.Member // the one member to try (a learned object id); nil: g's balance
 	tried      routing.Tried
 	errs       map[*routing.Member]error // why members failed this request; nil until one did
 	reroutes   int                       // times the request was routed again (reroute)
@@ -476,7 +477,8 @@ type attempt struct {
 
 // next returns the member to try, or the group's NoHealthyError when none is left.
 func (a *attempt) next(req *routing.Request) (*routing.Member, error) {
-	m, err := a.g.Pick(req, a.tried)
+	d := routing.Decision{Group: a.g, Member: a.pin}
+	m, err := d.Pick(req, a.tried)
 	if err != nil {
 		if a.backingOff == nil || a.lastResort {
 			return nil, a.g.NoHealthy(a.errs)

@@ -79,6 +79,7 @@ type lnState struct {
 	affinity   []string    // pooled mode: object patterns pinned to one upstream
 	hmac       hmacKeys
 	tls        *tlsfiles.Server // terminates its clients' TLS; nil without tls
+	nsv        *nsView          // the name-server view; nil without one
 
 	mu       sync.Mutex
 	sessions int  // sessions accepted with this state and still open
@@ -157,6 +158,13 @@ func (s *Server) states(cfg *config.Config, t *routing.Table, prev map[string]*l
 		if st.tls, err = listenerTLS(lc.TLS, prev[lc.Name]); err != nil {
 			return nil, fmt.Errorf("listener %s: tls: %w", lc.Name, err)
 		}
+		if lc.NameServerView() {
+			if old := prev[lc.Name]; old != nil && old.nsv != nil && sameView(&old.cfg, &lc) {
+				st.nsv = old.nsv
+			} else if st.nsv, err = newNSView(s, &lc); err != nil {
+				return nil, err
+			}
+		}
 		var poolKey []byte // what the pools sign with
 		if keys.resign() {
 			poolKey = keys.backend
@@ -183,6 +191,12 @@ func (s *Server) Start() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	if err := openAll(s.listeners); err != nil {
+		return err
+	}
+	if err := startViews(viewsOf(s.inService()), nil); err != nil {
+		for _, l := range s.listeners {
+			l.Close()
+		}
 		return err
 	}
 	s.table.Load().StartHealth(s.probe)
@@ -259,10 +273,7 @@ func (s *Server) reload(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	prev := map[string]*lnState{}
-	for _, l := range s.listeners {
-		prev[l.name] = l.st.Load()
-	}
+	prev := s.inService()
 	states, err := s.states(&cfg, t, prev)
 	if err != nil {
 		return err
@@ -288,6 +299,13 @@ func (s *Server) reload(cfg config.Config) error {
 		}
 	}
 	if err := openAll(added); err != nil {
+		return err
+	}
+	curViews, nextViews := viewsOf(prev), viewsOf(states)
+	if err := startViews(nextViews, curViews); err != nil {
+		for _, l := range added {
+			l.Close()
+		}
 		return err
 	}
 	// From here on nothing fails.
@@ -319,7 +337,17 @@ func (s *Server) reload(cfg config.Config) error {
 	for _, l := range added {
 		s.serve(l)
 	}
+	stopViews(curViews, nextViews)
 	return nil
+}
+
+// inService returns the listener states in service, by listener name.
+func (s *Server) inService() map[string]*lnState {
+	out := map[string]*lnState{}
+	for _, l := range s.listeners {
+		out[l.name] = l.st.Load()
+	}
+	return out
 }
 
 // Changed names the settings of cfg that differ from those in service and that Reload
@@ -506,6 +534,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			l.Close()
 		}
 	}
+	stopViews(viewsOf(s.inService()), nil)
 	s.reloadMu.Unlock()
 	s.acceptWG.Wait()
 	s.table.Load().Retire(nil)

@@ -49,6 +49,8 @@ type Session struct {
 
 	req   routing.Request // the CONNECT or call being routed
 	group *routing.Group  // where the CONNECT or (pooled mode) the current call goes
+	pin   *routing.Member // the one member of group it goes to (a learned object id); nil: by balance
+	nsbuf []byte          // a name server reply with its URIs translated (name-server view)
 	// The serializer policies that apply (session mode: as at the CONNECT; pooled: as
 	// at the last call's routing): the listener's, and the route's with its index.
 	lpolicy, policy config.SerializerSet
@@ -221,7 +223,7 @@ func (s *Session) handshake() bool {
 		s.logger().Warn("refused client: serializer policy", zap.Error(err))
 		return false
 	}
-	s.group, s.policy, s.rule = d.Group, d.Serializers, d.Rule
+	s.group, s.pin, s.policy, s.rule = d.Group, d.Member, d.Serializers, d.Rule
 	if s.st.pooled {
 		if s.hm != nil {
 			s.hm.unsigned(&m) // the pools sign it with the backend key
@@ -253,8 +255,8 @@ func (s *Session) reroute(a *attempt, member *routing.Member) error {
 	if d.Group == nil {
 		return &deniedError{d.Deny}
 	}
-	s.group = d.Group
-	*a = attempt{g: d.Group, reroutes: a.reroutes + 1}
+	s.group, s.pin = d.Group, d.Member
+	*a = attempt{g: d.Group, pin: d.Member, reroutes: a.reroutes + 1}
 	return nil
 }
 
@@ -281,7 +283,7 @@ func (s *Session) route(m *frame.Message) error {
 	if d.Group == nil {
 		return &deniedError{d.Deny}
 	}
-	s.group, s.policy, s.rule = d.Group, d.Serializers, d.Rule
+	s.group, s.pin, s.policy, s.rule = d.Group, d.Member, d.Serializers, d.Rule
 	return nil
 }
 
@@ -321,7 +323,7 @@ func (e *deniedError) Error() string { return e.reason }
 // forwards the CONNECT and relays the backend's answer. While members cannot be reached
 // (dial or handshake failed) the next is tried, within the dial timeout.
 func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
-	a := attempt{g: g}
+	a := attempt{g: g, pin: s.pin}
 	dial := s.srv.cfg.Timeouts.Dial
 	deadline := time.Now().Add(dial)
 	for {
@@ -487,9 +489,11 @@ func (s *Session) relayCall() error {
 	}
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	var object, method string
-	if (s.srv.accessLog || len(s.srv.objects) > 0) && h.Type == frame.Invoke {
+	if (s.srv.accessLog || len(s.srv.objects) > 0 || s.st.nsv != nil) && h.Type == frame.Invoke {
 		object, method = s.peekCall(&m)
 	}
+	// A reply whose URIs the name-server view translates is relayed by the session itself.
+	nsCall := s.st.nsv != nil && object == config.NameServerObject && nsMethod(method)
 	if s.srv.metrics != nil {
 		corr, _ := m.Annotations.Lookup(frame.CORR)
 		s.beginCall(start, corr, object, method)
@@ -515,7 +519,7 @@ func (s *Session) relayCall() error {
 				return s.refuseCall(&m, err)
 			}
 		}
-		if s.hs.mux != nil && !s.pinned {
+		if s.hs.mux != nil && !s.pinned && !nsCall {
 			return s.relayPipelined(&m, start, object, method)
 		}
 	}
@@ -571,8 +575,16 @@ func (s *Session) relayCall() error {
 	if panicHook != nil {
 		panicHook(s, atReply)
 	}
-	if err := s.forwardReply(&r); err != nil {
-		return fmt.Errorf("relaying reply: %w", err)
+	relayed := false
+	if nsCall && !r.Header.Flags.Has(frame.FlagException) {
+		if relayed, err = s.forwardNSReply(&r); err != nil {
+			return fmt.Errorf("relaying reply: %w", err)
+		}
+	}
+	if !relayed {
+		if err := s.forwardReply(&r); err != nil {
+			return fmt.Errorf("relaying reply: %w", err)
+		}
 	}
 	s.setUpstreamDeadline(0)
 	s.detach()
@@ -591,7 +603,7 @@ func (s *Session) attach(nested, fresh bool) error {
 		return nil
 	}
 	if s.lease.Conn == nil {
-		a := attempt{g: s.group}
+		a := attempt{g: s.group, pin: s.pin}
 		for {
 			member, err := a.next(&s.req)
 			if err != nil {

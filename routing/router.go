@@ -38,6 +38,24 @@ type Decision struct {
 	// Serializers is the deciding rule's serializer policy (routes[].serializers), which
 	// the caller applies on top of the listener's; zero: none.
 	Serializers config.SerializerSet
+	// Member, when set, is the one member that serves the object (a learned object id):
+	// Pick returns it rather than balancing over Group.
+	Member *Member
+	// catchAll marks a decision of a to: rule that does not name an object: a learned
+	// object id overrides it.
+	catchAll bool
+}
+
+// Pick chooses the member for req: the decision's own Member (once), else one of its
+// group's (Group.Pick).
+func (d *Decision) Pick(req *Request, tried Tried) (*Member, error) {
+	if d.Member != nil {
+		if tried.has(d.Member.index(d.Group)) {
+			return nil, ErrNoMember
+		}
+		return d.Member, nil
+	}
+	return d.Group.Pick(req, tried)
 }
 
 // Router holds a listener's compiled rules and its decision cache. Safe for concurrent use.
@@ -50,6 +68,8 @@ type Router struct {
 	policy config.SerializerSet
 	seed   maphash.Seed
 	cache  *lru.Cache[uint64, *cached]
+	// learned are the object ids the listener's name-server view learned (nil: none).
+	learned *Learned
 }
 
 // Policy returns the listener's serializer policy (listeners[].serializers); each
@@ -85,8 +105,8 @@ type annMatch struct {
 	pats []func(string) bool
 }
 
-func newRouter(l *config.Listener, groups map[string]*Group) (*Router, error) {
-	r := &Router{name: l.Name, seed: maphash.MakeSeed()}
+func newRouter(l *config.Listener, groups map[string]*Group, learned *Learned) (*Router, error) {
+	r := &Router{name: l.Name, seed: maphash.MakeSeed(), learned: learned}
 	var err error
 	if r.policy, err = config.ParseSerializers("serializers", l.Serializers); err != nil {
 		return nil, err
@@ -114,6 +134,9 @@ func newRouter(l *config.Listener, groups map[string]*Group) (*Router, error) {
 		r.chunks = append(r.chunks, id)
 	}
 	sort.Slice(r.chunks, func(i, j int) bool { return bytes.Compare(r.chunks[i][:], r.chunks[j][:]) < 0 })
+	if learned != nil {
+		r.needs |= needObject // a learned object id may take the call
+	}
 	if r.needs == 0 { // nothing to read: one decision for all
 		d := r.evaluate(nil)
 		r.fixed = &d
@@ -206,11 +229,20 @@ func (r *Router) Decide(req *Request) Decision {
 	key := r.appendKey(req.key[:0], req)
 	req.key = key
 	h := maphash.Bytes(r.seed, key)
+	var d Decision
 	if c, ok := r.cache.Get(h); ok && bytes.Equal(c.key, key) {
-		return c.d
+		d = c.d
+	} else {
+		d = r.evaluate(req)
+		r.cache.Add(h, &cached{key: bytes.Clone(key), d: d})
 	}
-	d := r.evaluate(req)
-	r.cache.Add(h, &cached{key: bytes.Clone(key), d: d})
+	if d.catchAll && r.learned != nil {
+		if obj, ok := req.object(); ok {
+			if m := r.learned.Lookup(obj); m != nil {
+				return Decision{Group: m.group.Load(), Member: m, Rule: -1}
+			}
+		}
+	}
 	return d
 }
 
@@ -276,7 +308,7 @@ func (r *Router) evaluate(req *Request) Decision {
 			if ru.group == nil {
 				return Decision{Deny: ru.deny, Rule: i}
 			}
-			return Decision{Group: ru.group, Rule: i, Serializers: ru.policy}
+			return Decision{Group: ru.group, Rule: i, Serializers: ru.policy, catchAll: len(ru.object) == 0}
 		}
 	}
 	return Decision{Deny: r.noRoute(&f), Rule: -1}

@@ -607,3 +607,100 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// A listener with a name-server view routes learned object ids to their members: after
+// the rules that name an object and the deny rules, before a catch-all; a reload keeps
+// what was learned but forgets the members it removes.
+func TestLearnedObjectIDs(t *testing.T) {
+	const yml = `
+backends:
+  - {name: ns, members: [127.0.0.1:9090]}
+  - {name: inside, members: [127.0.0.1:9100, 127.0.0.1:9101]}
+  - {name: shop, members: [127.0.0.1:9200]}
+listeners:
+  - name: edge
+    listen: 127.0.0.1:5555
+    advertise: gw.example.com:5555
+    mode: pooled
+    routes:
+      - {match: {object: Pyro.NameServer}, to: ns}
+      - {match: {object: "shop.*"}, to: shop}
+      - {match: {client: 10.0.0.0/8}, deny: not from inside}
+      - {to: inside}
+`
+	tab, cfg := compile(t, yml)
+	if l := cfg.Listeners[0]; l.NameServer != "ns" || l.Advertise != "gw.example.com:5555" {
+		t.Fatalf("name-server view defaults: %+v", l)
+	}
+	learned := tab.Learned("edge")
+	m101 := tab.MemberAt("tcp", "127.0.0.1:9101")
+	shop := tab.MemberAt("tcp", "127.0.0.1:9200")
+	if learned == nil || m101 == nil || shop == nil || tab.MemberAt("tcp", "127.0.0.1:1") != nil {
+		t.Fatal("learned set or members missing")
+	}
+	if _, changed := learned.Learn("thing", m101); !changed {
+		t.Error("first learn changed nothing")
+	}
+	if prev, changed := learned.Learn("shop.cart", shop); prev != nil || !changed {
+		t.Error("learn of a new id reported a clash")
+	}
+	if prev, _ := learned.Learn("thing", m101); prev != nil {
+		t.Error("the same member again is no clash")
+	}
+	r := tab.Router("edge")
+	local, inside := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.0.0.1")
+	var req Request
+	decide := func(client netip.Addr, object string) Decision {
+		req.Reset(false, client, invoke(object, "run", nil))
+		return r.Decide(&req)
+	}
+	for range 2 { // evaluated, then cached
+		if d := decide(local, "thing"); d.Member != m101 || d.Group.Name != "inside" {
+			t.Errorf("learned id: %+v", d)
+		}
+		if d := decide(local, "other"); d.Member != nil || d.Group.Name != "inside" {
+			t.Errorf("unknown id: %+v", d)
+		}
+		if d := decide(inside, "thing"); d.Group != nil || d.Deny != "not from inside" {
+			t.Errorf("deny before learned: %+v", d)
+		}
+		if d := decide(local, "shop.cart"); d.Member != nil || d.Group.Name != "shop" {
+			t.Errorf("a rule naming the object before learned: %+v", d)
+		}
+	}
+	d := decide(local, "thing")
+	for range 3 {
+		if m, err := d.Pick(&req, 0); m != m101 || err != nil {
+			t.Errorf("pick of a learned member: %v %v", m, err)
+		}
+	}
+	if m, err := d.Pick(&req, Tried(0).With(d.Group, m101)); m != nil || err == nil {
+		t.Errorf("learned member tried already: %v %v", m, err)
+	}
+
+	// A reload keeps the learned ids; one without 127.0.0.1:9101 forgets its.
+	next, err := Compile(&cfg, tab, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.Retire(next)
+	if next.Learned("edge") != learned || learned.Len() != 2 {
+		t.Errorf("reload lost the learned ids: %v", learned.Snapshot())
+	}
+	cfg2, err := config.ParseConfig([]byte(strings.Replace(yml, ", 127.0.0.1:9101]", "]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := Compile(&cfg2, next, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Retire(third)
+	if got := learned.Snapshot(); len(got) != 1 || got["shop.cart"] != "127.0.0.1:9200" {
+		t.Errorf("after removing the member: %v", got)
+	}
+	req.Reset(false, local, invoke("thing", "run", nil))
+	if d := third.Router("edge").Decide(&req); d.Member != nil || d.Group.Name != "inside" {
+		t.Errorf("forgotten id still pinned: %+v", d)
+	}
+}

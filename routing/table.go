@@ -46,7 +46,7 @@ func Compile(cfg *config.Config, prev *Table, log *zap.Logger) (*Table, error) {
 	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
-		r, err := newRouter(l, t.byName)
+		r, err := newRouter(l, t.byName, learnedFor(l, prev))
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
@@ -57,7 +57,7 @@ func Compile(cfg *config.Config, prev *Table, log *zap.Logger) (*Table, error) {
 			continue
 		}
 		l := cfg.HTTP[i].RoutingListener()
-		r, err := newRouter(&l, t.byName)
+		r, err := newRouter(&l, t.byName, nil)
 		if err != nil {
 			return nil, fmt.Errorf("http listener %s: %w", l.Name, err)
 		}
@@ -131,6 +131,13 @@ func (t *Table) Retire(next *Table) {
 		for _, m := range g.members {
 			if !kept[m] {
 				m.stop()
+			}
+		}
+	}
+	if next != nil {
+		for _, r := range next.routers {
+			if r.learned != nil {
+				r.learned.forgetRetired()
 			}
 		}
 	}

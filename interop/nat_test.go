@@ -1,0 +1,185 @@
+package interop
+
+import (
+	"encoding/json"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/config"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pyro4test"
+)
+
+// This file: the edge across a NAT (a listener's name-server view). testdata/nat_world.py
+// is the inside: a name server and two daemons registered with their internal URIs (one
+// on a unix socket), no nathost; testdata/nat_client.py is a client outside that knows
+// only the edge and records every address it connects to.
+
+// natWorld is the inside, as nat_world.py printed it.
+type natWorld struct {
+	NS string `json:"ns"`
+	A  string `json:"a"` // daemon a's unix socket
+	B  string `json:"b"` // daemon b's host:port
+}
+
+func startNATWorld(t *testing.T) natWorld {
+	t.Helper()
+	p := pyro4test.StartDaemon(t, script(t, "nat_world.py"), t.TempDir())
+	var w natWorld
+	if err := json.Unmarshal([]byte(p.Line), &w); err != nil {
+		t.Fatalf("nat_world.py printed %q: %v", p.Line, err)
+	}
+	return w
+}
+
+// natRegister registers name as uri (and tag) in the inside name server, as a daemon
+// inside would.
+func natRegister(t *testing.T, w natWorld, name, uri string) {
+	t.Helper()
+	pyro4test.RunPython(t, script(t, "nat_world.py"), nil, "--register", w.NS, name, uri)
+}
+
+// natClientOut is what nat_client.py prints.
+type natClientOut struct {
+	Connected []string             `json:"connected"`
+	NS        string               `json:"ns"`
+	Lookup    map[string][3]string `json:"lookup"`
+	Meta      map[string][2]any    `json:"meta"`
+	List      map[string]string    `json:"list"`
+	ListMeta  map[string][2]any    `json:"list_meta"`
+	MetaAny   map[string]string    `json:"meta_any"`
+	MetaAll   map[string][2]any    `json:"meta_all"`
+	marshal   bool                 // the client used marshal: no lookup with metadata (Pyro4 cannot)
+}
+
+func natClient(t *testing.T, args ...string) natClientOut {
+	t.Helper()
+	stdout, stderr := pyro4test.RunPython(t, script(t, "nat_client.py"), nil, args...)
+	var out natClientOut
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		t.Fatalf("nat_client.py %v: %v\nstdout: %s\nstderr: %s", args, err, stdout, stderr)
+	}
+	out.marshal = slices.Contains(args, "marshal")
+	return out
+}
+
+// freeAddr returns a 127.0.0.1 address free a moment ago (TCP, or UDP).
+func freeAddr(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		return pc.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestEdgeAcrossNAT: a client outside locates the name server through the edge, looks
+// objects up (lookup, with metadata, list with prefix, metadata filters and metadata) in
+// serpent, json and marshal, and calls every object, in session and pooled mode, having
+// connected to nothing but the edge: every URI the name server hands out comes back
+// pointing at the edge, and each call reaches the daemon that serves its object (learned
+// from those URIs; the catch-all group has both daemons). Objects registered later are
+// reached without a restart, a daemon that moves is followed after the next lookup, the
+// broadcast lookup is answered, and the objects are published in a name server outside.
+func TestEdgeAcrossNAT(t *testing.T) {
+	requirePyro4(t)
+	w := startNATWorld(t)
+	outside := pyro4test.StartDaemon(t, script(t, "routing_daemon.py"), "--nameserver")
+	for _, mode := range []string{config.ModeSession, config.ModePooled} {
+		t.Run(mode, func(t *testing.T) {
+			edge := freeAddr(t, "tcp")
+			bc := freeAddr(t, "udp")
+			host, port, _ := net.SplitHostPort(edge)
+			_, bcPort, _ := net.SplitHostPort(bc)
+			p := startProxy(t, "", func(c *config.Config) {
+				c.Backends = []config.Backend{routeGroup("ns", w.NS), routeGroup("inside", "unix:"+w.A, w.B)}
+				l := &c.Listeners[0]
+				l.Listen, l.Backend, l.Mode = config.StringList{edge}, nil, mode
+				l.Routes = []config.Route{routeTo("ns", config.Match{Object: config.StringList{config.NameServerObject}}), {To: "inside"}}
+				l.Advertise = edge
+				l.Broadcast, l.BroadcastListen = true, bc
+				l.Learn = &config.Learn{Interval: 200 * time.Millisecond}
+				l.Publish = &config.Publish{NameServer: outside.Line, Group: "inside", Interval: 200 * time.Millisecond}
+				c.Timeouts.Dial = 3 * time.Second
+			})
+			at := func(object string) string { return "PYRO:" + object + "@" + edge }
+			check := func(out natClientOut, names map[string]string) {
+				t.Helper()
+				if len(out.Connected) != 1 || out.Connected[0] != edge {
+					t.Errorf("the client connected to %v, want only the edge %s", out.Connected, edge)
+				}
+				if out.NS != at(config.NameServerObject) {
+					t.Errorf("name server %s", out.NS)
+				}
+				for name, who := range names {
+					if got := out.Lookup[name]; got != [3]string{at(name), who, who} {
+						t.Errorf("lookup %s: %v, want %s answered by %s (directly and by PYRONAME)", name, got, at(name), who)
+					}
+					if got, ok := out.Meta[name]; ok && got[0] != at(name) || !ok && !out.marshal {
+						t.Errorf("lookup %s with metadata: %v", name, got)
+					}
+				}
+				want := map[string]string{"thing.one": at("thing.one"), "thing.two": at("thing.two")}
+				for _, l := range []map[string]string{out.List, out.MetaAny} {
+					for k, v := range want {
+						if l[k] != v {
+							t.Errorf("list: %v, want %v", l, want)
+						}
+					}
+				}
+				if got := out.ListMeta["thing.one"]; got[0] != at("thing.one") {
+					t.Errorf("list with metadata: %v", out.ListMeta)
+				}
+				if got := out.MetaAll["thing.two"]; len(out.MetaAll) != 1 || got[0] != at("thing.two") {
+					t.Errorf("list by metadata with metadata: %v", out.MetaAll)
+				}
+			}
+			for _, ser := range []string{"serpent", "json", "marshal"} {
+				check(natClient(t, host, port, ser, "thing.one", "thing.two"), map[string]string{"thing.one": "a", "thing.two": "b"})
+			}
+
+			// Registered later, and moving from daemon a to daemon b.
+			natRegister(t, w, "late.one", "PYRO:late.one@"+w.B)
+			natRegister(t, w, "mover", "PYRO:mover@./u:"+w.A)
+			check(natClient(t, host, port, "serpent", "late.one", "mover"), map[string]string{"late.one": "b", "mover": "a"})
+			natRegister(t, w, "mover", "PYRO:mover@"+w.B)
+			check(natClient(t, host, port, "json", "mover"), map[string]string{"mover": "b"})
+
+			// Broadcast lookup: locateNS() with no host.
+			out := natClient(t, "--broadcast", bcPort, "marshal", "thing.one")
+			check(out, map[string]string{"thing.one": "a"})
+
+			// Published outside with the edge's URIs.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				stdout, _ := pyro4test.RunPython(t, `
+import json, sys, Pyro4
+h, p = sys.argv[1].rsplit(":", 1)
+print(json.dumps(Pyro4.locateNS(h, int(p)).list(prefix="thing.")))
+`, nil, outside.Line)
+				var got map[string]string
+				json.Unmarshal(stdout, &got)
+				if got["thing.one"] == at("thing.one") && got["thing.two"] == at("thing.two") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("outside name server lists %v", got)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if e := p.waitLog(t, "published", map[string]string{"name": "thing.one"}); toString(e.ContextMap()["uri"]) != at("thing.one") {
+				t.Errorf("published log %v", e.ContextMap())
+			}
+		})
+	}
+}
