@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
 )
 
 // This file holds the one Python marshal reader of the package. DecodeBlobInfo uses it to
@@ -100,39 +102,6 @@ func DecodeBlobInfo(b []byte) (BlobInfo, error) {
 	}
 	return BlobInfo{Info: info.v, Object: obj.str(), Method: meth.str()}, nil
 }
-
-// Marshal type codes (CPython Python/marshal.c).
-const (
-	mFlagRef        = 0x80
-	mNull           = '0'
-	mNone           = 'N'
-	mFalse          = 'F'
-	mTrue           = 'T'
-	mStopIter       = 'S'
-	mEllipsis       = '.'
-	mInt            = 'i'
-	mInt64          = 'I'
-	mFloat          = 'f'
-	mBinaryFloat    = 'g'
-	mComplex        = 'x'
-	mBinaryComplex  = 'y'
-	mLong           = 'l'
-	mString         = 's'
-	mInterned       = 't'
-	mRef            = 'r'
-	mTuple          = '('
-	mSmallTuple     = ')'
-	mList           = '['
-	mDict           = '{'
-	mCode           = 'c'
-	mUnicode        = 'u'
-	mSet            = '<'
-	mFrozenset      = '>'
-	mASCII          = 'a'
-	mASCIIInterned  = 'A'
-	mShortASCII     = 'z'
-	mShortASCIIIntd = 'Z'
-)
 
 // maxMarshalDepth bounds container nesting, in BLBI info and in skipped payload values.
 const maxMarshalDepth = 32
@@ -328,8 +297,8 @@ func (r *marshalReader) tupleHead() (int, error) {
 	code := r.b[r.off]
 	r.off++
 	var n int
-	switch code &^ mFlagRef {
-	case mSmallTuple:
+	switch code &^ pymarshal.FlagRef {
+	case pymarshal.SmallTuple:
 		if err := r.need(1, start, "tuple"); err != nil {
 			return 0, err
 		}
@@ -338,7 +307,7 @@ func (r *marshalReader) tupleHead() (int, error) {
 		if n > len(r.b)-r.off {
 			return 0, r.eofOf(start, "tuple", int64(n), "items")
 		}
-	case mTuple:
+	case pymarshal.Tuple:
 		var err error
 		if n, err = r.count(start, "tuple", 1); err != nil {
 			return 0, err
@@ -346,14 +315,14 @@ func (r *marshalReader) tupleHead() (int, error) {
 	default:
 		return 0, r.fail(start, "type code "+codeName(code)+", want a tuple")
 	}
-	if code&mFlagRef != 0 {
+	if code&pymarshal.FlagRef != 0 {
 		r.reserve()
 	}
 	return n, nil
 }
 
 func codeName(c byte) string {
-	c &^= mFlagRef
+	c &^= pymarshal.FlagRef
 	if c >= 0x21 && c < 0x7f {
 		return strconv.QuoteRune(rune(c))
 	}
@@ -368,30 +337,30 @@ func (r *marshalReader) value() (mval, error) {
 	}
 	code := r.b[r.off]
 	r.off++
-	flag := code&mFlagRef != 0
-	code &^= mFlagRef
+	flag := code&pymarshal.FlagRef != 0
+	code &^= pymarshal.FlagRef
 
 	var m mval
 	switch code {
-	case mNone:
+	case pymarshal.None:
 		return mval{kind: mkNone}, nil
-	case mTrue, mFalse:
+	case pymarshal.True, pymarshal.False:
 		m = mval{kind: mkBool}
 		if r.full {
-			m.v = code == mTrue
+			m.v = code == pymarshal.True
 		}
 		return m, nil
-	case mEllipsis, mStopIter:
+	case pymarshal.Ellipsis, pymarshal.StopIter:
 		if r.full {
 			return mval{}, r.unsupported(start, code)
 		}
-		if code == mEllipsis {
+		if code == pymarshal.Ellipsis {
 			return mval{kind: mkEllipsis}, nil
 		}
 		return mval{kind: mkStopIter}, nil
-	case mNull:
+	case pymarshal.Null:
 		return mval{}, r.fail(start, "unexpected NULL marker")
-	case mRef:
+	case pymarshal.Ref:
 		if err := r.need(4, start, "reference"); err != nil {
 			return mval{}, err
 		}
@@ -406,14 +375,14 @@ func (r *marshalReader) value() (mval, error) {
 			return mval{}, r.fail(start, "reference to a container that is still being read (recursive value)")
 		}
 		return m, nil
-	case mCode:
+	case pymarshal.Code:
 		return mval{}, r.unsupported(start, code)
 	}
 
 	// Everything below honours FLAG_REF.
 	idx := -1
 	switch code {
-	case mTuple, mSmallTuple, mList, mDict, mSet, mFrozenset:
+	case pymarshal.Tuple, pymarshal.SmallTuple, pymarshal.List, pymarshal.Dict, pymarshal.Set, pymarshal.Frozenset:
 		// Containers are remembered before their elements are read (CPython
 		// r_ref_reserve / R_REF before filling), so elements refer to later indices.
 		if flag {
@@ -443,19 +412,19 @@ func (r *marshalReader) value() (mval, error) {
 func (r *marshalReader) unsupported(start int, code byte) *MarshalError {
 	var what string
 	switch code {
-	case mDict:
+	case pymarshal.Dict:
 		what = "dict"
-	case mSet:
+	case pymarshal.Set:
 		what = "set"
-	case mFrozenset:
+	case pymarshal.Frozenset:
 		what = "frozenset"
-	case mComplex, mBinaryComplex:
+	case pymarshal.Complex, pymarshal.BinaryComplex:
 		what = "complex"
-	case mEllipsis:
+	case pymarshal.Ellipsis:
 		what = "Ellipsis"
-	case mStopIter:
+	case pymarshal.StopIter:
 		what = "StopIteration"
-	case mCode:
+	case pymarshal.Code:
 		return r.fail(start, "code objects are not supported")
 	}
 	return r.fail(start, what+" is not supported in BLBI info")
@@ -465,7 +434,7 @@ func (r *marshalReader) unsupported(start int, code byte) *MarshalError {
 func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 	var m mval
 	switch code {
-	case mInt:
+	case pymarshal.Int:
 		if err := r.need(4, start, "int"); err != nil {
 			return m, err
 		}
@@ -474,7 +443,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 			m.v = int64(int32(binary.LittleEndian.Uint32(r.b[r.off:])))
 		}
 		r.off += 4
-	case mInt64:
+	case pymarshal.Int64:
 		if err := r.need(8, start, "int64"); err != nil {
 			return m, err
 		}
@@ -483,7 +452,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 			m.v = int64(binary.LittleEndian.Uint64(r.b[r.off:]))
 		}
 		r.off += 8
-	case mLong:
+	case pymarshal.Long:
 		v, err := r.long(start)
 		if err != nil {
 			return m, err
@@ -492,7 +461,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		if r.full {
 			m.v = v
 		}
-	case mBinaryFloat:
+	case pymarshal.BinaryFloat:
 		if err := r.need(8, start, "float"); err != nil {
 			return m, err
 		}
@@ -501,7 +470,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 			m.v = math.Float64frombits(binary.LittleEndian.Uint64(r.b[r.off:]))
 		}
 		r.off += 8
-	case mFloat:
+	case pymarshal.Float:
 		f, err := r.textFloat(start)
 		if err != nil {
 			return m, err
@@ -510,7 +479,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		if r.full {
 			m.v = f
 		}
-	case mBinaryComplex:
+	case pymarshal.BinaryComplex:
 		if r.full {
 			return m, r.unsupported(start, code)
 		}
@@ -519,7 +488,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		}
 		r.off += 16
 		m.kind = mkComplex
-	case mComplex:
+	case pymarshal.Complex:
 		if r.full {
 			return m, r.unsupported(start, code)
 		}
@@ -529,7 +498,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 			}
 		}
 		m.kind = mkComplex
-	case mString:
+	case pymarshal.Bytes:
 		n, err := r.count(start, "bytes", 1)
 		if err != nil {
 			return m, err
@@ -539,7 +508,7 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		if r.full {
 			m.v = append([]byte{}, m.raw...)
 		}
-	case mShortASCII, mShortASCIIIntd:
+	case pymarshal.ShortASCII, pymarshal.ShortASCIIInterned:
 		if err := r.need(1, start, "str"); err != nil {
 			return m, err
 		}
@@ -550,14 +519,14 @@ func (r *marshalReader) scalar(start int, code byte) (mval, error) {
 		}
 		m.kind, m.latin1, m.at, m.raw = mkStr, true, r.off, r.b[r.off:r.off+n:r.off+n]
 		r.off += n
-	case mASCII, mASCIIInterned:
+	case pymarshal.ASCII, pymarshal.ASCIIInterned:
 		n, err := r.count(start, "str", 1)
 		if err != nil {
 			return m, err
 		}
 		m.kind, m.latin1, m.at, m.raw = mkStr, true, r.off, r.b[r.off:r.off+n:r.off+n]
 		r.off += n
-	case mUnicode, mInterned:
+	case pymarshal.Unicode, pymarshal.Interned:
 		n, err := r.count(start, "str", 1)
 		if err != nil {
 			return m, err
@@ -656,7 +625,7 @@ func (r *marshalReader) textFloat(start int) (float64, error) {
 // container reads the body of a tuple, list, dict, set or frozenset whose code was just
 // read. In full mode only tuples and lists are accepted and become []any.
 func (r *marshalReader) container(start int, code byte) (mval, error) {
-	if r.full && (code == mDict || code == mSet || code == mFrozenset) {
+	if r.full && (code == pymarshal.Dict || code == pymarshal.Set || code == pymarshal.Frozenset) {
 		return mval{}, r.unsupported(start, code)
 	}
 	if r.depth >= maxMarshalDepth {
@@ -666,7 +635,7 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 	defer func() { r.depth-- }()
 
 	var m mval
-	if code == mDict {
+	if code == pymarshal.Dict {
 		m.kind = mkDict
 		for {
 			// A NULL marker in key or value position ends the dict (CPython drops a key
@@ -674,7 +643,7 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 			if r.off >= len(r.b) {
 				return m, r.eof(start, "dict")
 			}
-			if r.b[r.off]&^mFlagRef == mNull {
+			if r.b[r.off]&^pymarshal.FlagRef == pymarshal.Null {
 				r.off++
 				return m, nil
 			}
@@ -684,7 +653,7 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 			if r.off >= len(r.b) {
 				return m, r.eof(start, "dict")
 			}
-			if r.b[r.off]&^mFlagRef == mNull {
+			if r.b[r.off]&^pymarshal.FlagRef == pymarshal.Null {
 				r.off++
 				return m, nil
 			}
@@ -696,7 +665,7 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 
 	var n int
 	switch code {
-	case mSmallTuple:
+	case pymarshal.SmallTuple:
 		if err := r.need(1, start, "tuple"); err != nil {
 			return m, err
 		}
@@ -706,14 +675,14 @@ func (r *marshalReader) container(start int, code byte) (mval, error) {
 			return m, r.eofOf(start, "tuple", int64(n), "items")
 		}
 		m.kind = mkTuple
-	case mTuple:
+	case pymarshal.Tuple:
 		var err error
 		n, err = r.count(start, "tuple", 1)
 		if err != nil {
 			return m, err
 		}
 		m.kind = mkTuple
-	case mList:
+	case pymarshal.List:
 		var err error
 		n, err = r.count(start, "list", 1)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
 )
 
 // This file locates the parts of a whole INVOKE payload for a Go peer that answers calls
@@ -236,21 +238,21 @@ func (c *Call) parseMarshal(r *marshalReader, skipArg bool) error {
 	start := r.off
 	code := r.b[r.off]
 	var count int
-	switch code &^ mFlagRef {
-	case mList, mTuple:
+	switch code &^ pymarshal.FlagRef {
+	case pymarshal.List, pymarshal.Tuple:
 		r.off++
 		if count, err = r.count(start, "argument list", 1); err != nil {
 			return marshalCallError(err)
 		}
-	case mSmallTuple:
+	case pymarshal.SmallTuple:
 		if count, err = r.tupleHead(); err != nil {
 			return marshalCallError(err)
 		}
-		code &^= mFlagRef // tupleHead reserved its entry
+		code &^= pymarshal.FlagRef // tupleHead reserved its entry
 	default:
 		return errCallArgs
 	}
-	if code&mFlagRef != 0 {
+	if code&pymarshal.FlagRef != 0 {
 		r.reserve()
 	}
 	c.base = r.nref
@@ -284,9 +286,9 @@ func (r *marshalReader) appendStandalone(dst []byte, base int) ([]byte, error) {
 		return dst, err
 	}
 	code := r.b[r.off]
-	flag := code&mFlagRef != 0
-	switch code &^ mFlagRef {
-	case mRef:
+	flag := code&pymarshal.FlagRef != 0
+	switch code &^ pymarshal.FlagRef {
+	case pymarshal.Ref:
 		if err := r.need(5, start, "reference"); err != nil {
 			return dst, err
 		}
@@ -297,25 +299,25 @@ func (r *marshalReader) appendStandalone(dst []byte, base int) ([]byte, error) {
 		}
 		r.off += 5
 		if int(i) >= base {
-			dst = append(dst, mRef)
+			dst = append(dst, pymarshal.Ref)
 			return binary.LittleEndian.AppendUint32(dst, i-uint32(base)), nil
 		}
 		m := r.recall(int(i))
 		switch {
 		case m.kind == mkBytes:
-			dst = append(dst, mString)
+			dst = append(dst, pymarshal.Bytes)
 		case m.kind == mkStr && m.latin1 && len(m.raw) < 256:
-			return append(append(dst, mShortASCII, byte(len(m.raw))), m.raw...), nil
+			return append(append(dst, pymarshal.ShortASCII, byte(len(m.raw))), m.raw...), nil
 		case m.kind == mkStr && m.latin1:
-			dst = append(dst, mASCII)
+			dst = append(dst, pymarshal.ASCII)
 		case m.kind == mkStr:
-			dst = append(dst, mUnicode)
+			dst = append(dst, pymarshal.Unicode)
 		default:
 			return dst, r.fail(start, "reference to a "+m.kind.String()+" outside the value")
 		}
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.raw)))
 		return append(dst, m.raw...), nil
-	case mTuple, mSmallTuple, mList, mSet, mFrozenset, mDict:
+	case pymarshal.Tuple, pymarshal.SmallTuple, pymarshal.List, pymarshal.Set, pymarshal.Frozenset, pymarshal.Dict:
 		if r.depth >= maxMarshalDepth {
 			return dst, r.fail(start, "values nested deeper than "+strconv.Itoa(maxMarshalDepth))
 		}
@@ -323,14 +325,14 @@ func (r *marshalReader) appendStandalone(dst []byte, base int) ([]byte, error) {
 		defer func() { r.depth-- }()
 		r.off++
 		n := -1 // -1: a dict, ended by a NULL marker
-		switch code &^ mFlagRef {
-		case mSmallTuple:
+		switch code &^ pymarshal.FlagRef {
+		case pymarshal.SmallTuple:
 			if err := r.need(1, start, "tuple"); err != nil {
 				return dst, err
 			}
 			n = int(r.b[r.off])
 			r.off++
-		case mDict:
+		case pymarshal.Dict:
 		default:
 			var err error
 			if n, err = r.count(start, "container", 1); err != nil {
@@ -354,9 +356,9 @@ func (r *marshalReader) appendStandalone(dst []byte, base int) ([]byte, error) {
 			if r.off >= len(r.b) {
 				return dst, r.eof(start, "dict")
 			}
-			if r.b[r.off]&^mFlagRef == mNull {
+			if r.b[r.off]&^pymarshal.FlagRef == pymarshal.Null {
 				r.off++
-				return append(dst, mNull), nil
+				return append(dst, pymarshal.Null), nil
 			}
 			if dst, err = r.appendStandalone(dst, base); err != nil {
 				return dst, err

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
 )
 
 // PeekLimit is how many payload bytes a peek looks at. Pyro4 writes the object id and the
@@ -200,10 +202,10 @@ func appendMarshalConnect(dst, w []byte) ([]byte, error) {
 	if len(w) == 0 {
 		return dst, errPeekShort
 	}
-	if w[0]&^mFlagRef != mDict {
+	if w[0]&^pymarshal.FlagRef != pymarshal.Dict {
 		return dst, cannotPeek("marshal handshake is not a dict")
 	}
-	if w[0]&mFlagRef != 0 {
+	if w[0]&pymarshal.FlagRef != 0 {
 		r.reserve()
 	}
 	r.off = 1
@@ -212,7 +214,7 @@ func appendMarshalConnect(dst, w []byte) ([]byte, error) {
 	// atEnd consumes the NULL marker that ends a dict (also in a value's place: CPython
 	// then drops the key).
 	atEnd := func() bool {
-		if r.off < len(w) && w[r.off]&^mFlagRef == mNull {
+		if r.off < len(w) && w[r.off]&^pymarshal.FlagRef == pymarshal.Null {
 			r.off++
 			return true
 		}

@@ -3,6 +3,8 @@ package nsview
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
 )
 
 // Python marshal, as CPython 3.11's Python/marshal.c (format version 4) reads it. A
@@ -11,38 +13,6 @@ import (
 // items, scalars after their contents (the same order, as scalars have no items), and
 // None, True, False, StopIteration and Ellipsis never take one, flag or not. Bytes after
 // the value are ignored, as marshal.loads ignores them.
-
-// Marshal type codes.
-const (
-	mFlagRef       = 0x80
-	mNull          = '0'
-	mNone          = 'N'
-	mFalse         = 'F'
-	mTrue          = 'T'
-	mStopIter      = 'S'
-	mEllipsis      = '.'
-	mInt           = 'i'
-	mLong          = 'l'
-	mFloat         = 'f'
-	mBinaryFloat   = 'g'
-	mComplex       = 'x'
-	mBinaryComplex = 'y'
-	mBytes         = 's'
-	mInterned      = 't'
-	mRef           = 'r'
-	mTuple         = '('
-	mSmallTuple    = ')'
-	mList          = '['
-	mDict          = '{'
-	mCode          = 'c'
-	mUnicode       = 'u'
-	mSet           = '<'
-	mFrozenset     = '>'
-	mASCII         = 'a'
-	mASCIIInterned = 'A'
-	mShortASCII    = 'z'
-	mShortASCIIInt = 'Z'
-)
 
 type marshalParser struct {
 	*tree
@@ -91,7 +61,7 @@ func (p *marshalParser) size(start int, what string) (int64, error) {
 
 // take makes node i take the next reference slot when its code has FLAG_REF.
 func (p *marshalParser) take(i int32, code byte) {
-	if code&mFlagRef != 0 {
+	if code&pymarshal.FlagRef != 0 {
 		p.nodes[i].flags |= flRef
 		p.nodes[i].slot = int32(len(p.slots))
 		p.slots = append(p.slots, i)
@@ -105,22 +75,22 @@ func (p *marshalParser) value() error {
 	}
 	code := p.in[start]
 	p.off++
-	switch typ := code &^ mFlagRef; typ {
-	case mNone:
+	switch typ := code &^ pymarshal.FlagRef; typ {
+	case pymarshal.None:
 		_, err := p.leaf(kNone, start, p.off)
 		return err
-	case mFalse, mTrue:
+	case pymarshal.False, pymarshal.True:
 		_, err := p.leaf(kBool, start, p.off)
 		return err
-	case mStopIter, mEllipsis:
+	case pymarshal.StopIter, pymarshal.Ellipsis:
 		_, err := p.leaf(kOther, start, p.off)
 		return err
-	case mInt, mLong, mFloat, mBinaryFloat, mComplex, mBinaryComplex, mBytes:
+	case pymarshal.Int, pymarshal.Long, pymarshal.Float, pymarshal.BinaryFloat, pymarshal.Complex, pymarshal.BinaryComplex, pymarshal.Bytes:
 		if err := p.skipScalar(typ, start); err != nil {
 			return err
 		}
 		k := kOther
-		if typ == mInt || typ == mLong {
+		if typ == pymarshal.Int || typ == pymarshal.Long {
 			k = kInt
 		}
 		i, err := p.leaf(k, start, p.off)
@@ -128,9 +98,9 @@ func (p *marshalParser) value() error {
 			p.take(i, code)
 		}
 		return err
-	case mUnicode, mInterned, mASCII, mASCIIInterned, mShortASCII, mShortASCIIInt:
+	case pymarshal.Unicode, pymarshal.Interned, pymarshal.ASCII, pymarshal.ASCIIInterned, pymarshal.ShortASCII, pymarshal.ShortASCIIInterned:
 		return p.str(code, typ, start)
-	case mRef:
+	case pymarshal.Ref:
 		idx, err := p.i32(start, "reference")
 		if err != nil {
 			return err
@@ -143,11 +113,11 @@ func (p *marshalParser) value() error {
 			p.nodes[i].a = int32(idx)
 		}
 		return err
-	case mTuple, mSmallTuple, mList, mSet, mFrozenset, mDict:
+	case pymarshal.Tuple, pymarshal.SmallTuple, pymarshal.List, pymarshal.Set, pymarshal.Frozenset, pymarshal.Dict:
 		return p.container(code, typ, start)
-	case mNull:
+	case pymarshal.Null:
 		return p.fail(start, "NULL where a value is needed")
-	case mCode:
+	case pymarshal.Code:
 		return p.unsupported(start, "code object")
 	default:
 		return p.fail(start, "unknown type code "+quoteByte(code))
@@ -158,13 +128,13 @@ func (p *marshalParser) value() error {
 func (p *marshalParser) skipScalar(typ byte, start int) error {
 	var n int64
 	switch typ {
-	case mInt:
+	case pymarshal.Int:
 		n = 4
-	case mBinaryFloat:
+	case pymarshal.BinaryFloat:
 		n = 8
-	case mBinaryComplex:
+	case pymarshal.BinaryComplex:
 		n = 16
-	case mLong:
+	case pymarshal.Long:
 		digits, err := p.i32(start, "long")
 		if err != nil {
 			return err
@@ -173,13 +143,13 @@ func (p *marshalParser) skipScalar(typ byte, start int) error {
 			digits = -digits
 		}
 		n = 2 * digits
-	case mFloat:
+	case pymarshal.Float:
 		l, err := p.u8(start, "float")
 		if err != nil {
 			return err
 		}
 		n = int64(l)
-	case mComplex:
+	case pymarshal.Complex:
 		for range 2 {
 			l, err := p.u8(start, "complex")
 			if err != nil {
@@ -191,7 +161,7 @@ func (p *marshalParser) skipScalar(typ byte, start int) error {
 			p.off += l
 		}
 		return nil
-	case mBytes:
+	case pymarshal.Bytes:
 		l, err := p.size(start, "bytes")
 		if err != nil {
 			return err
@@ -208,7 +178,7 @@ func (p *marshalParser) skipScalar(typ byte, start int) error {
 func (p *marshalParser) str(code, typ byte, start int) error {
 	var n int64
 	var err error
-	if typ == mShortASCII || typ == mShortASCIIInt {
+	if typ == pymarshal.ShortASCII || typ == pymarshal.ShortASCIIInterned {
 		var l int
 		l, err = p.u8(start, "string")
 		n = int64(l)
@@ -229,7 +199,7 @@ func (p *marshalParser) str(code, typ byte, start int) error {
 	}
 	nd := &p.nodes[i]
 	nd.a, nd.b = int32(a), int32(p.off)
-	if typ != mUnicode && typ != mInterned && !isASCII(p.in[a:p.off]) {
+	if typ != pymarshal.Unicode && typ != pymarshal.Interned && !isASCII(p.in[a:p.off]) {
 		nd.flags |= flLatin // marshal reads these bytes as Latin-1, not UTF-8
 	}
 	p.take(i, code)
@@ -254,17 +224,17 @@ func (p *marshalParser) container(code, typ byte, start int) error {
 	var err error
 	k := kTuple
 	switch typ {
-	case mSmallTuple:
+	case pymarshal.SmallTuple:
 		var l int
 		l, err = p.u8(start, "tuple")
 		n = int64(l)
-	case mDict:
+	case pymarshal.Dict:
 		k = kDict
 	default:
 		n, err = p.size(start, "container")
-		if typ == mList {
+		if typ == pymarshal.List {
 			k = kList
-		} else if typ == mSet || typ == mFrozenset {
+		} else if typ == pymarshal.Set || typ == pymarshal.Frozenset {
 			k = kSet
 		}
 	}
@@ -276,7 +246,7 @@ func (p *marshalParser) container(code, typ byte, start int) error {
 		return err
 	}
 	p.take(i, code)
-	if typ == mDict {
+	if typ == pymarshal.Dict {
 		err = p.dictItems()
 	} else {
 		// Each item takes at least one byte: a false count runs out of payload, no more.
@@ -296,7 +266,7 @@ func (p *marshalParser) dictItems() error {
 		if p.off >= len(p.in) {
 			return p.eof(p.off, "dict")
 		}
-		if p.in[p.off]&^mFlagRef == mNull {
+		if p.in[p.off]&^pymarshal.FlagRef == pymarshal.Null {
 			p.off++
 			return nil
 		}

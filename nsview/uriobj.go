@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"strconv"
 
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
+
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -146,7 +148,7 @@ func (w *walker) intOf(i int32) (int, bool) {
 	switch w.t.ser {
 	case frame.Marshal:
 		v := int32(binary.LittleEndian.Uint32(b[1:]))
-		if b[0]&^mFlagRef == mInt {
+		if b[0]&^pymarshal.FlagRef == pymarshal.Int {
 			return int(v), true
 		}
 		// A long: a signed count of 15-bit digits, least significant first.
@@ -275,15 +277,15 @@ func (w *walker) appendWant(dst []byte, v want, ref bool) []byte {
 	case frame.Marshal:
 		var flag byte
 		if ref {
-			flag = mFlagRef
+			flag = pymarshal.FlagRef
 		}
 		switch v.kind {
 		case kStr:
 			return appendMarshalStr(dst, []byte(v.s), ref)
 		case kInt:
-			return binary.LittleEndian.AppendUint32(append(dst, mInt|flag), uint32(int32(v.n)))
+			return binary.LittleEndian.AppendUint32(append(dst, pymarshal.Int|flag), uint32(int32(v.n)))
 		}
-		return append(dst, mNone)
+		return append(dst, pymarshal.None)
 	case frame.JSON:
 		switch v.kind {
 		case kStr:

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pyro-dispatch/pyro-dispatch/internal/pymarshal"
+
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -315,15 +317,15 @@ func appendTextLocation(dst []byte, to Addr, serpent bool) []byte {
 func appendMarshalStr(dst, s []byte, ref bool) []byte {
 	var flag byte
 	if ref {
-		flag = mFlagRef
+		flag = pymarshal.FlagRef
 	}
 	switch {
 	case isASCII(s) && len(s) < 256:
-		dst = append(dst, mShortASCII|flag, byte(len(s)))
+		dst = append(dst, pymarshal.ShortASCII|flag, byte(len(s)))
 	case isASCII(s):
-		dst = binary.LittleEndian.AppendUint32(append(dst, mASCII|flag), uint32(len(s)))
+		dst = binary.LittleEndian.AppendUint32(append(dst, pymarshal.ASCII|flag), uint32(len(s)))
 	default:
-		dst = binary.LittleEndian.AppendUint32(append(dst, mUnicode|flag), uint32(len(s)))
+		dst = binary.LittleEndian.AppendUint32(append(dst, pymarshal.Unicode|flag), uint32(len(s)))
 	}
 	return append(dst, s...)
 }
@@ -361,7 +363,7 @@ func (w *walker) ref(i int32, c ctx) error {
 	// The value wanted is the one in the payload: copy it, without its slot.
 	tn := t.nodes[target]
 	w.begin(t.nodes[i].start)
-	w.out = append(w.out, w.in[tn.start]&^mFlagRef)
+	w.out = append(w.out, w.in[tn.start]&^pymarshal.FlagRef)
 	w.out = append(w.out, w.in[tn.start+1:tn.end]...)
 	return w.end(t.nodes[i].end)
 }
