@@ -227,6 +227,21 @@ func (t *Table) Describe(w io.Writer, cfg *config.Config) {
 		if last := r.rules[len(r.rules)-1]; last.needs != 0 {
 			fmt.Fprintf(w, "  -  anything else: refused (no route)\n")
 		}
+		if l.NameServerView() {
+			describeView(w, &l)
+		}
+	}
+	for _, h := range cfg.HTTP {
+		if r := t.routers[h.Name]; r != nil {
+			fmt.Fprintf(w, "http listener %s (routed per call):\n", h.Name)
+			for i, ru := range r.rules {
+				target := "-> " + ru.src.To
+				if ru.group == nil {
+					target = fmt.Sprintf("deny %q", ru.deny)
+				}
+				fmt.Fprintf(w, "  %d. %s %s\n", i+1, describeMatch(&ru.src.Match), target)
+			}
+		}
 	}
 	fmt.Fprintln(w, "# backend groups")
 	for _, g := range t.groups {
@@ -313,4 +328,24 @@ func (r *Router) Rules() []RuleInfo {
 		out = append(out, in)
 	}
 	return out
+}
+
+// describeView writes what a listener's name-server view does.
+func describeView(w io.Writer, l *config.Listener) {
+	fmt.Fprintf(w, "  name-server view: replies of %s (group %s) carry URIs rewritten to %s for the members of every group;\n",
+		config.NameServerObject, l.NameServer, l.Advertise)
+	fmt.Fprintf(w, "     object ids learned from them take the calls that only a catch-all (a to: rule naming no object) would\n")
+	if l.Learn != nil {
+		fmt.Fprintf(w, "     learns from list(%q) every %v\n", l.Learn.Prefix, l.Learn.Interval)
+	}
+	if l.Broadcast {
+		fmt.Fprintf(w, "     answers Pyro4's broadcast lookup on udp %s\n", l.BroadcastListen)
+	}
+	if p := l.Publish; p != nil {
+		what := "the names " + strings.Join(p.Objects, ", ")
+		if p.Group != "" {
+			what = "every object on group " + p.Group
+		}
+		fmt.Fprintf(w, "     publishes %s in the name server at %s, every %v\n", what, p.NameServer, p.Interval)
+	}
 }
