@@ -91,12 +91,17 @@ func freeAddr(t *testing.T, network string) string {
 // from those URIs; the catch-all group has both daemons). Objects registered later are
 // reached without a restart, a daemon that moves is followed after the next lookup, the
 // broadcast lookup is answered, and the objects are published in a name server outside.
+// Pipelined mode too: the name server's calls leave the pipelines, the others stay.
 func TestEdgeAcrossNAT(t *testing.T) {
 	requirePyro4(t)
 	w := startNATWorld(t)
 	outside := pyro4test.StartDaemon(t, script(t, "routing_daemon.py"), "--nameserver")
-	for _, mode := range []string{config.ModeSession, config.ModePooled} {
-		t.Run(mode, func(t *testing.T) {
+	for _, name := range []string{config.ModeSession, config.ModePooled, "pipelined"} {
+		t.Run(name, func(t *testing.T) {
+			mode, pipeline := name, 0
+			if name == "pipelined" {
+				mode, pipeline = config.ModePooled, 8
+			}
 			edge := freeAddr(t, "tcp")
 			bc := freeAddr(t, "udp")
 			host, port, _ := net.SplitHostPort(edge)
@@ -105,6 +110,9 @@ func TestEdgeAcrossNAT(t *testing.T) {
 				c.Backends = []config.Backend{routeGroup("ns", w.NS), routeGroup("inside", "unix:"+w.A, w.B)}
 				l := &c.Listeners[0]
 				l.Listen, l.Backend, l.Mode = config.StringList{edge}, nil, mode
+				if pipeline > 0 {
+					l.Pool.Pipeline = pipeline
+				}
 				l.Routes = []config.Route{routeTo("ns", config.Match{Object: config.StringList{config.NameServerObject}}), {To: "inside"}}
 				l.Advertise = edge
 				l.Broadcast, l.BroadcastListen = true, bc
