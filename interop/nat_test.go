@@ -3,6 +3,8 @@ package interop
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -187,6 +189,60 @@ print(json.dumps(Pyro4.locateNS(h, int(p)).list(prefix="thing.")))
 			}
 			if e := p.waitLog(t, "published", map[string]string{"name": "thing.one"}); toString(e.ContextMap()["uri"]) != at("thing.one") {
 				t.Errorf("published log %v", e.ContextMap())
+			}
+		})
+	}
+}
+
+// hmacNSScript runs a real name server with HMAC key argv[1] and registers
+// "thing" at its own address (a member of the edge's ns group).
+const hmacNSScript = `
+import sys, threading
+import Pyro4, Pyro4.naming
+uri, daemon, bc = Pyro4.naming.startNS(host="127.0.0.1", port=0, enableBroadcast=False, hmac=sys.argv[1])
+threading.Thread(target=daemon.requestLoop, daemon=True).start()
+ns = Pyro4.Proxy(uri)
+ns._pyroHmacKey = sys.argv[1]
+ns.register("thing", "PYRO:thing@" + daemon.locationStr)
+print(daemon.locationStr, flush=True)
+threading.Event().wait()
+`
+
+// TestEdgeNSViewHMAC: the name server's replies are HMAC-signed; the edge translates
+// them and signs them again, with the client key when it re-signs, with the one key when
+// both sides share it. A Pyro4 client with its key sees the edge's URI.
+func TestEdgeNSViewHMAC(t *testing.T) {
+	requirePyro4(t)
+	const backendKey = "inside-key"
+	ns := pyro4test.StartDaemon(t, hmacNSScript, backendKey)
+	dir := t.TempDir()
+	write := func(name, key string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	bkf := write("backend.key", backendKey)
+	for _, tc := range []struct{ name, clientKey string }{{"resigned", "outside-key"}, {"same-key", backendKey}} {
+		t.Run(tc.name, func(t *testing.T) {
+			edge := freeAddr(t, "tcp")
+			startProxy(t, ns.Line, func(c *config.Config) {
+				l := &c.Listeners[0]
+				l.Listen, l.Advertise, l.Mode = config.StringList{edge}, edge, config.ModePooled
+				l.HMAC = &config.HMAC{ClientKeyFile: write(tc.name+".key", tc.clientKey), BackendKeyFile: bkf}
+			})
+			host, port, _ := net.SplitHostPort(edge)
+			stdout, _ := pyro4test.RunPython(t, `
+import json, sys, Pyro4
+ns = Pyro4.locateNS(sys.argv[1], int(sys.argv[2]), hmac_key=sys.argv[3])
+print(json.dumps([str(ns.lookup("thing")), ns.list(prefix="thing")]))
+`, nil, host, port, tc.clientKey)
+			want := "PYRO:thing@" + edge
+			var got []any
+			if err := json.Unmarshal(stdout, &got); err != nil || len(got) != 2 || got[0] != want ||
+				got[1].(map[string]any)["thing"] != want {
+				t.Errorf("through the edge: %s (%v), want %s", stdout, err, want)
 			}
 		})
 	}
