@@ -54,6 +54,7 @@ func (a *Admin) routes() http.Handler {
 	api("groups", func(*http.Request) (any, error) { return nonNil(a.srv.Groups()), nil })
 	api("pools", func(*http.Request) (any, error) { return nonNil(a.srv.Pools()), nil })
 	api("sessions", func(*http.Request) (any, error) { return nonNil(a.srv.SessionList()), nil })
+	api("learned", func(*http.Request) (any, error) { return a.srv.LearnedIDs(), nil })
 	api("errors", a.errors)
 	api("stats", a.stats)
 

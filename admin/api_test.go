@@ -115,6 +115,11 @@ func TestReadEndpoints(t *testing.T) {
 	}
 
 	var listeners []dispatch.ListenerInfo
+	var learned map[string]map[string]string
+	e.getJSON(t, "/api/v1/learned", &learned)
+	if learned == nil || len(learned) != 0 {
+		t.Errorf("learned without a name-server view: %v", learned)
+	}
 	e.getJSON(t, "/api/v1/listeners", &listeners)
 	if len(listeners) != 1 || listeners[0].Name != "main" || len(listeners[0].Addresses) != 1 ||
 		listeners[0].Addresses[0] != e.proxy || listeners[0].Clients != 1 {

@@ -138,6 +138,23 @@ type ListenerInfo struct {
 	Serializers string   `json:"serializers"`
 	HMAC        string   `json:"hmac"` // "re-signs" or "passes through"
 	Clients     int      `json:"clients"`
+	// Advertise is the address of the name-server view (NAT edge), and Learned how many
+	// object ids it learned; empty without a view.
+	Advertise string `json:"advertise,omitempty"`
+	Learned   int    `json:"learned,omitempty"`
+}
+
+// LearnedIDs returns, per listener with a name-server view, the object ids it learned and
+// the member (address as configured) that serves each.
+func (s *Server) LearnedIDs() map[string]map[string]string {
+	t := s.table.Load()
+	out := map[string]map[string]string{}
+	for _, lc := range s.Config().Listeners {
+		if l := t.Learned(lc.Name); l != nil {
+			out[lc.Name] = l.Snapshot()
+		}
+	}
+	return out
 }
 
 // Listeners describes the listeners.
@@ -165,6 +182,12 @@ func (s *Server) Listeners() []ListenerInfo {
 			}
 			if st.hmac.resign() {
 				in.HMAC = "re-signs"
+			}
+			if st.nsv != nil {
+				in.Advertise = st.cfg.Advertise
+				if l := s.table.Load().Learned(l.name); l != nil {
+					in.Learned = l.Len()
+				}
 			}
 			i = len(out)
 			byName[l.name] = i

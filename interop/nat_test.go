@@ -158,6 +158,14 @@ func TestEdgeAcrossNAT(t *testing.T) {
 				check(natClient(t, host, port, ser, "thing.one", "thing.two"), map[string]string{"thing.one": "a", "thing.two": "b"})
 			}
 
+			learned := p.srv.LearnedIDs()["test"]
+			if learned["thing.one"] != "unix:"+w.A || learned["thing.two"] != w.B {
+				t.Errorf("learned object ids %v", learned)
+			}
+			if ls := p.srv.Listeners(); ls[0].Advertise != edge || ls[0].Learned < 2 {
+				t.Errorf("listener info %+v", ls[0])
+			}
+
 			// Registered later, and moving from daemon a to daemon b.
 			natRegister(t, w, "late.one", "PYRO:late.one@"+w.B)
 			natRegister(t, w, "mover", "PYRO:mover@./u:"+w.A)
