@@ -86,34 +86,50 @@ func (v *nsView) member(a nsview.Addr) *routing.Member {
 	return t.MemberAt("tcp", net.JoinHostPort(a.Host, strconv.Itoa(a.Port)))
 }
 
-// translate is the nsview.Translate of the view: a URI that points at a member is
-// rewritten to the advertised address, and a PYRO URI's object id learned for that
+// found are the object ids one name server reply names, with the member of each, or nil
+// for an id the reply puts on two members (a clash).
+type found map[string]*routing.Member
+
+// translator returns the nsview.Translate of one reply: a URI that points at a member is
+// rewritten to the advertised address, and a PYRO URI's object id noted in f with that
 // member; others stay as they are (logged once per address).
-func (v *nsView) translate(u nsview.URI) (nsview.Addr, bool) {
-	if u.Addr == (nsview.Addr{}) {
-		return u.Addr, false // PYRONAME:name without a location: the client's own name server
+func (v *nsView) translator(f found) nsview.Translate {
+	return func(u nsview.URI) (nsview.Addr, bool) {
+		if u.Addr == (nsview.Addr{}) {
+			return u.Addr, false // PYRONAME:name without a location: the client's own name server
+		}
+		m := v.member(u.Addr)
+		if m == nil {
+			v.noteOnce("addr "+u.Addr.String(), "name server URI points at a daemon this listener does not front: left as it is",
+				zap.String("address", u.Addr.String()), zap.String("object", u.Object))
+			return u.Addr, false
+		}
+		if u.Protocol == "PYRO" && u.Object != "" && u.Object != config.NameServerObject {
+			if prev, seen := f[u.Object]; !seen {
+				f[u.Object] = m
+			} else if prev != m {
+				if prev != nil {
+					v.noteOnce("clash "+u.Object+" "+prev.Addr+" "+m.Addr, "object id on two members in one name server answer: the routes decide where its calls go",
+						zap.String("object", u.Object), zap.String("member", prev.Addr), zap.String("other", m.Addr))
+				}
+				f[u.Object] = nil
+			}
+		}
+		return v.adv, true
 	}
-	m := v.member(u.Addr)
-	if m == nil {
-		v.noteOnce("addr "+u.Addr.String(), "name server URI points at a daemon this listener does not front: left as it is",
-			zap.String("address", u.Addr.String()), zap.String("object", u.Object))
-		return u.Addr, false
-	}
-	if u.Protocol == "PYRO" && u.Object != "" && u.Object != config.NameServerObject {
-		v.learn(u.Object, m)
-	}
-	return v.adv, true
 }
 
-// learn records that m serves object, and reports a clash once.
-func (v *nsView) learn(object string, m *routing.Member) {
+// learn records what a reply said: each object id on its member (the latest answer wins:
+// a daemon that moved is followed), an id the reply put on two members left to the routes.
+func (v *nsView) learn(f found) {
 	learned := v.srv.table.Load().Learned(v.listener)
 	if learned == nil {
 		return
 	}
-	if prev, _ := learned.Learn(object, m); prev != nil {
-		v.noteOnce("clash "+object+" "+prev.Addr+" "+m.Addr, "object id served by two members: the last name server answer wins, routes that name it decide",
-			zap.String("object", object), zap.String("was", prev.Addr), zap.String("now", m.Addr))
+	for object, m := range f {
+		if prev, changed := learned.Learn(object, m); changed && prev != nil && m != nil {
+			v.log.Debug("object id moved to another member", zap.String("object", object), zap.String("was", prev.Addr), zap.String("now", m.Addr))
+		}
 	}
 }
 
@@ -124,10 +140,16 @@ var rewriters = sync.Pool{New: func() any { return new(nsview.Rewriter) }}
 func (v *nsView) rewrite(dst []byte, h frame.Header, payload []byte) (out []byte, changed bool, err error) {
 	rw := rewriters.Get().(*nsview.Rewriter)
 	defer rewriters.Put(rw)
+	f := found{}
 	if h.Flags.Has(frame.FlagCompressed) {
-		return rw.RewriteCompressed(dst, payload, h.Serializer, v.translate)
+		out, changed, err = rw.RewriteCompressed(dst, payload, h.Serializer, v.translator(f))
+	} else {
+		out, changed, err = rw.Rewrite(dst, payload, h.Serializer, v.translator(f))
 	}
-	return rw.Rewrite(dst, payload, h.Serializer, v.translate)
+	if err == nil {
+		v.learn(f)
+	}
+	return out, changed, err
 }
 
 // start runs the view's loops: learning by list(), publishing, broadcast answers.
@@ -254,7 +276,7 @@ func (v *nsView) learnList(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = nsview.Rewrite(nil, reply, frame.JSON, v.translate)
+	_, _, err = v.rewrite(nil, frame.Header{Serializer: frame.JSON}, reply)
 	return err
 }
 
@@ -294,7 +316,6 @@ func (v *nsView) publish(ctx context.Context) error {
 		if m == nil || p.Group != "" && m.GroupName() != p.Group {
 			continue
 		}
-		v.learn(object, m)
 		want[name] = "PYRO:" + object + "@" + v.adv.String()
 	}
 	var d net.Dialer

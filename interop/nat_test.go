@@ -173,6 +173,15 @@ func TestEdgeAcrossNAT(t *testing.T) {
 			natRegister(t, w, "mover", "PYRO:mover@"+w.B)
 			check(natClient(t, host, port, "json", "mover"), map[string]string{"mover": "b"})
 
+			// An object id the name server puts on two members: the routes decide (and the
+			// log says so), found by the learn loop's list().
+			natRegister(t, w, "dup.x", "PYRO:twice@./u:"+w.A)
+			natRegister(t, w, "dup.y", "PYRO:twice@"+w.B)
+			p.waitLog(t, "object id on two members in one name server answer: the routes decide where its calls go", map[string]string{"object": "twice"})
+			if got, ok := p.srv.LearnedIDs()["test"]["twice"]; !ok || got != "" {
+				t.Errorf("an id on two members is learned as %q (%v), want left to the routes", got, ok)
+			}
+
 			// Broadcast lookup: locateNS() with no host.
 			out := natClient(t, "--broadcast", bcPort, "marshal", "thing.one")
 			check(out, map[string]string{"thing.one": "a"})

@@ -16,16 +16,17 @@ type Learned struct {
 	ids map[string]*Member
 }
 
-// Learn records that m serves object. It returns the member that served it before, if
-// another one did (a clash the caller reports), and whether anything changed.
+// Learn records that m serves object, or with m nil that the routes decide for it (its
+// name server put it on two members). It returns the member that served it before, if
+// another one did, and whether anything changed.
 func (l *Learned) Learn(object string, m *Member) (prev *Member, changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.ids == nil {
 		l.ids = map[string]*Member{}
 	}
-	prev = l.ids[object]
-	if prev == m {
+	prev, had := l.ids[object]
+	if had && prev == m {
 		return nil, false
 	}
 	l.ids[object] = m
@@ -50,13 +51,17 @@ func (l *Learned) Len() int {
 	return len(l.ids)
 }
 
-// Snapshot returns the learned object ids and their members' addresses.
+// Snapshot returns the learned object ids and their members' addresses ("" for an id
+// left to the routes).
 func (l *Learned) Snapshot() map[string]string {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	out := make(map[string]string, len(l.ids))
 	for id, m := range l.ids {
-		out[id] = m.Addr
+		out[id] = ""
+		if m != nil {
+			out[id] = m.Addr
+		}
 	}
 	return out
 }
@@ -66,7 +71,7 @@ func (l *Learned) forgetRetired() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, m := range l.ids {
-		if m.Retired() {
+		if m != nil && m.Retired() {
 			delete(l.ids, id)
 		}
 	}

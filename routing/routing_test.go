@@ -668,6 +668,12 @@ listeners:
 			t.Errorf("a rule naming the object before learned: %+v", d)
 		}
 	}
+	// An id its name server put on two members: the routes decide.
+	learned.Learn("twice", m101)
+	learned.Learn("twice", nil)
+	if d := decide(local, "twice"); d.Member != nil || d.Group.Name != "inside" || learned.Snapshot()["twice"] != "" {
+		t.Errorf("clashing id: %+v", d)
+	}
 	d := decide(local, "thing")
 	for range 3 {
 		if m, err := d.Pick(&req, 0); m != m101 || err != nil {
@@ -684,7 +690,7 @@ listeners:
 		t.Fatal(err)
 	}
 	tab.Retire(next)
-	if next.Learned("edge") != learned || learned.Len() != 2 {
+	if next.Learned("edge") != learned || learned.Len() != 3 {
 		t.Errorf("reload lost the learned ids: %v", learned.Snapshot())
 	}
 	cfg2, err := config.ParseConfig([]byte(strings.Replace(yml, ", 127.0.0.1:9101]", "]", 1)))
@@ -696,7 +702,7 @@ listeners:
 		t.Fatal(err)
 	}
 	next.Retire(third)
-	if got := learned.Snapshot(); len(got) != 1 || got["shop.cart"] != "127.0.0.1:9200" {
+	if got := learned.Snapshot(); len(got) != 2 || got["shop.cart"] != "127.0.0.1:9200" || got["twice"] != "" {
 		t.Errorf("after removing the member: %v", got)
 	}
 	req.Reset(false, local, invoke("thing", "run", nil))
