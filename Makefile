@@ -48,8 +48,9 @@ bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # The comparison run: direct, pyro-dispatch, HAProxy, nginx and Pyro4's Python blob
-# dispatcher; writes bench/RESULTS.md and bench/charts/ (installs haproxy, nginx with apt
-# when missing). About 9 minutes on 2 cores; BENCH_QUICK=1 for a 1-minute smoke run.
+# dispatcher, and the HTTP gateway against pyro4-httpgateway (bench/http.sh); writes
+# bench/RESULTS.md and bench/charts/ (installs haproxy, nginx, wrk with apt when
+# missing). About 10 minutes on 2 cores; BENCH_QUICK=1 for a 1.5-minute smoke run.
 bench:
 	GO=$(GO) ./bench/compare.sh
 

@@ -7,12 +7,14 @@
 # (a YAML config: one backend group, balance: least_inflight; session and pipelined pooled
 # mode) and behind HAProxy (balance leastconn). Measures them all in interleaved rounds
 # with `pyro-dispatch bench` (Go load generator, json) and bench/python/load.py (Python
-# Pyro4 clients); then writes bench/RESULTS.md and the SVG charts in bench/charts/
-# (bench/cmd/compare).
+# Pyro4 clients); measures the HTTP gateway against pyro4-httpgateway (bench/http.sh, in
+# 2 rounds of 2 s: about a minute); then writes bench/RESULTS.md and the SVG charts in
+# bench/charts/ (bench/cmd/compare; the HTTP section is bench/http.sh's, put in before
+# "How it was measured").
 #
-#   bench/compare.sh            the full run (about 9 minutes on 2 cores)
-#   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream)
-#   BENCH_QUICK=1 bench/compare.sh   a smoke test: one short round each (~1 minute);
+#   bench/compare.sh            the full run (about 10 minutes on 2 cores)
+#   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream, wrk)
+#   BENCH_QUICK=1 bench/compare.sh   a smoke test: one short round each (~1.5 minutes);
 #                               writes to $BENCH_OUT / $BENCH_CHARTS, by default a temp dir
 #
 # Environment: BENCH_OUT (RESULTS.md path), BENCH_CHARTS (chart directory), BENCH_KEEP=1
@@ -33,6 +35,7 @@ install_deps() {
   local need=()
   command -v haproxy >/dev/null || need+=(haproxy)
   command -v nginx >/dev/null || need+=(nginx)
+  command -v wrk >/dev/null || need+=(wrk)
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)' || need+=(libnginx-mod-stream)
   [ ${#need[@]} -eq 0 ] && return 0
   local sudo=""
@@ -197,6 +200,7 @@ if [ "$QUICK" = 1 ]; then
   MIB="--duration 500ms --warmup 200ms --rounds 1"
   BIG="--duration 1s --warmup 500ms --rounds 1"
   PYARGS="--duration 0.5 --warmup 0.2 --rounds 1"
+  HTTPENV=() # bench/http.sh's quick run: 1 round of 1 s
 else
   # Short rounds but several: on a shared machine a median of 5 survives two disturbed rounds.
   SMALL="--duration 1200ms --warmup 300ms --rounds 5"
@@ -205,6 +209,8 @@ else
   MIB="--duration 2s --warmup 500ms --rounds 3"
   BIG="--duration 3s --warmup 1s --rounds 3"
   PYARGS="--duration 3 --warmup 0.5 --rounds 3"
+  # The HTTP gateway: 2 rounds of 2 s of each of its 8 wrk runs and 4 direct ones (~1 minute).
+  HTTPENV=(HTTP_ROUNDS=2 HTTP_DURATION=2)
 fi
 TARGETS="-t direct=$H:$P_ECHO -t pyro-dispatch=$H:$P_PD -t pyro-dispatch-pipelined=$H:$P_PIPE"
 CPU="--cpu pyro-dispatch=$PID_pyro_dispatch --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_pipelined --cpu haproxy=$PID_haproxy --cpu nginx=$PID_nginx"
@@ -260,6 +266,20 @@ printf '%s\t%s\t%s\t%s\t%s\n' python python "Python clients: blob(SerializedBlob
   "$CHARTS/python.svg" "$(shq "${pycmd[@]}")" >>"$TMP/workloads.txt"
 run "${pycmd[@]}" || log "python: some calls failed (exit $?), see the report"
 
+log "HTTP gateway: pyro-dispatch http and pyro4-httpgateway, in front of a Pyro4 daemon and of the Go echo daemon (bench/http.sh)"
+run env "${HTTPENV[@]}" GO="$GO" PYTHON=$PY bench/http.sh --md "$TMP/http.md" >"$TMP/http.txt" ||
+  log "http: bench/http.sh failed (exit $?): no HTTP section in the report"
+cat "$TMP/http.txt" >&2
+
 printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$TMP/machine.txt"
 "$TMP/compare" --dir "$TMP" --out "$OUT" --charts "$CHARTS" --root "$ROOT" --elapsed $(($(date +%s) - T0))
+if [ -s "$TMP/http.md" ]; then
+  # bench/http.sh's section, before "How it was measured" (at the end if there is none).
+  awk -v f="$TMP/http.md" '
+    function section(  l) { while ((getline l < f) > 0) print l; done = 1 }
+    /^## How it was measured/ && !done { section() }
+    { print }
+    END { if (!done) section() }' "$OUT" >"$OUT.tmp"
+  mv "$OUT.tmp" "$OUT"
+fi
 log "wrote $OUT and $CHARTS/*.svg in $(($(date +%s) - T0))s"

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -15,15 +16,21 @@ import (
 )
 
 // fakePyro is a Go stand-in for a Pyro4 name server and daemon in one listener: CONNECT
-// gets CONNECTOK with the metadata of an object with one method, echo; INVOKE of
-// "lookup" (the name server) answers the URI of object bench_echo on this listener; any
-// other INVOKE answers the JSON string "hello"; PING is answered with PING.
+// gets CONNECTOK with the metadata of an object with the methods echo, big and block;
+// INVOKE of "lookup" (the name server) answers the URI of object bench_echo on this
+// listener, of big a str of bigLen bytes (3,000 characters quoted), of block nothing (the
+// connection waits for the gateway to close it, and then its end is sent on blocked), and
+// any other INVOKE the JSON string "hello"; PING is answered with PING.
 type fakePyro struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	open map[net.Conn]struct{}
+	ln      net.Listener
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	open    map[net.Conn]struct{}
+	blocked chan struct{} // one value per connection ended while blocked
 }
+
+// bigLen is the length of big's answer: over autoContentLength.
+const bigLen = 3000
 
 func startFakePyro(tb testing.TB) *fakePyro {
 	tb.Helper()
@@ -31,7 +38,7 @@ func startFakePyro(tb testing.TB) *fakePyro {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fakePyro{ln: ln, open: map[net.Conn]struct{}{}}
+	f := &fakePyro{ln: ln, open: map[net.Conn]struct{}{}, blocked: make(chan struct{}, 16)}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -52,30 +59,40 @@ func startFakePyro(tb testing.TB) *fakePyro {
 	}()
 	tb.Cleanup(func() {
 		ln.Close()
-		f.mu.Lock()
-		for c := range f.open {
-			c.Close()
-		}
-		f.mu.Unlock()
+		f.closeConns()
 		f.wg.Wait()
 	})
 	return f
 }
 
+// closeConns closes every connection the fake daemon has.
+func (f *fakePyro) closeConns() {
+	f.mu.Lock()
+	for c := range f.open {
+		c.Close()
+	}
+	f.mu.Unlock()
+}
+
 func (f *fakePyro) serve(c net.Conn) {
 	defer c.Close()
 	_, port, _ := net.SplitHostPort(f.ln.Addr().String())
-	okMeta := []byte(`{"handshake": "hello", "meta": {"methods": ["echo"], "oneway": [], "attrs": []}}`)
+	okMeta := []byte(`{"handshake": "hello", "meta": {"methods": ["big", "block", "echo"], "oneway": [], "attrs": []}}`)
 	uri := []byte(`{"__class__": "Pyro4.core.URI", "state": ["PYRO", "bench_echo", null, "127.0.0.1", ` + port + `]}`)
 	hello := []byte(`"hello"`)
+	big := []byte(`"` + strings.Repeat("x", bigLen-2) + `"`)
 	r := frame.NewReader(c, 0, frame.Limits{MaxMessageSize: maxMessage})
 	var out []byte
+	blocking := false
 	for {
 		m, err := r.Next()
 		if err == nil {
 			err = r.ReadRest(&m)
 		}
 		if err != nil {
+			if blocking {
+				f.blocked <- struct{}{}
+			}
 			return
 		}
 		h := frame.Header{Seq: m.Header.Seq, Serializer: frame.JSON}
@@ -85,8 +102,14 @@ func (f *fakePyro) serve(c net.Conn) {
 			h.Type, p = frame.ConnectOK, okMeta
 		case frame.Invoke:
 			h.Type, p = frame.Result, hello
-			if bytes.Contains(m.Payload, []byte(`"method": "lookup"`)) {
+			switch {
+			case bytes.Contains(m.Payload, []byte(`"method": "lookup"`)):
 				p = uri
+			case bytes.Contains(m.Payload, []byte(`"method": "big"`)):
+				p = big
+			case bytes.Contains(m.Payload, []byte(`"method": "block"`)):
+				blocking = true
+				continue
 			}
 		case frame.Ping:
 			h.Type = frame.Ping
@@ -112,21 +135,24 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) WriteHeader(status int)      { w.status = status }
 func (w *nopWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
 
-func newBenchGateway(b *testing.B) *Gateway {
-	f := startFakePyro(b)
-	gw, err := New(Config{NameServer: f.ln.Addr().String()}, nil)
+// newFakeGateway returns a gateway with cfg in front of a new fakePyro.
+func newFakeGateway(tb testing.TB, cfg Config) (*Gateway, *fakePyro) {
+	tb.Helper()
+	f := startFakePyro(tb)
+	cfg.NameServer = f.ln.Addr().String()
+	gw, err := New(cfg, nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(gw.Close)
-	return gw
+	tb.Cleanup(gw.Close)
+	return gw, f
 }
 
 // BenchmarkServeHTTP is one GET /pyro/http.echo/echo?x=hello through Gateway.ServeHTTP
 // (lookup cached, pooled connection, a real loopback round trip to the fake daemon) with
 // the http.Request and the ResponseWriter reused: the allocations are the gateway's own.
 func BenchmarkServeHTTP(b *testing.B) {
-	gw := newBenchGateway(b)
+	gw, _ := newFakeGateway(b, Config{})
 	req := httptest.NewRequest(http.MethodGet, "/pyro/http.echo/echo?x=hello", nil)
 	w := &nopWriter{h: http.Header{}}
 	gw.ServeHTTP(w, req)
@@ -146,26 +172,47 @@ func BenchmarkServeHTTP(b *testing.B) {
 	}
 }
 
+// benchTarget returns the gateway's target of http.echo, connected.
+func benchTarget(tb testing.TB, gw *Gateway) *target {
+	tb.Helper()
+	at, herr := gw.lookup(context.Background(), "http.echo")
+	if herr != nil {
+		tb.Fatal(herr)
+	}
+	t, err := gw.target(at)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+// invokeEcho is the payload path: a pooled connection leased, the INVOKE of
+// echo("hello") built and sent, the reply read and handed over, the connection released.
+func invokeEcho(tb testing.TB, t *target, c *pyroCall, result func(bool, []byte)) {
+	ctx := context.Background()
+	lease, err := t.acquire(ctx)
+	if err == nil {
+		err = t.invoke(ctx, lease, c, result)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkInvoke is the Pyro leg alone: target.invoke of echo("hello") on a pooled
 // connection (what ServeHTTP does after parsing, lookup and metadata).
 func BenchmarkInvoke(b *testing.B) {
-	gw := newBenchGateway(b)
-	ctx := context.Background()
-	loc, herr := gw.lookup(ctx, "http.echo")
-	if herr != nil {
-		b.Fatal(herr)
-	}
-	t, err := gw.target(loc.host, loc.port, loc.object)
-	if err != nil {
-		b.Fatal(err)
-	}
-	params := [][]byte{[]byte(`"hello"`)}
+	gw, _ := newFakeGateway(b, Config{})
+	t := benchTarget(b, gw)
+	c := pyroCall{corr: newCorr(), method: "echo", params: [][]byte{[]byte(`"hello"`)}}
+	var got []byte
+	result := func(_ bool, payload []byte) { got = append(got[:0], payload...) }
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		rep, err := t.invoke(ctx, "echo", params, nil, false)
-		if err != nil || string(rep.payload) != `"hello"` {
-			b.Fatal(err, rep)
+		invokeEcho(b, t, &c, result)
+		if string(got) != `"hello"` {
+			b.Fatalf("%q", got)
 		}
 	}
 }
@@ -173,7 +220,7 @@ func BenchmarkInvoke(b *testing.B) {
 // BenchmarkHTTPLoopback is the whole request as a client sees it: net/http client and
 // server on loopback, keep-alive, in front of the gateway (allocations include net/http's).
 func BenchmarkHTTPLoopback(b *testing.B) {
-	gw := newBenchGateway(b)
+	gw, _ := newFakeGateway(b, Config{})
 	srv := httptest.NewServer(gw)
 	b.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}

@@ -26,6 +26,7 @@
 package httpgw
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -110,7 +111,18 @@ const (
 	ctText = "text/plain"
 )
 
-var routeRE = regexp.MustCompile(`^(.+)/(.+)`)
+// The Content-Type header values of the gateway's answers, shared: header values are
+// replaced, never changed in place.
+var (
+	ctJSONValues = []string{ctJSON}
+	ctTextValues = []string{ctText}
+)
+
+// autoContentLength is the longest body net/http sends with a Content-Length it adds
+// itself when the handler wrote the whole body and returned (HTTP/1.1 buffers 2 KiB
+// before it starts a chunked body, HTTP/2 4 KiB). pyro4-httpgateway sends one with every
+// answer: a longer body gets it from the gateway.
+const autoContentLength = 2048
 
 // Gateway is an http.Handler serving pyro4-httpgateway's URLs. It is safe for concurrent
 // use. Close it to close its Pyro connections.
@@ -118,8 +130,7 @@ type Gateway struct {
 	cfg    Config
 	log    *zap.Logger
 	expose *regexp.Regexp
-	nsHost string
-	nsPort int
+	ns     where // the name server
 
 	mu      sync.Mutex
 	closed  bool
@@ -133,10 +144,10 @@ type targetKey struct {
 	member       *routing.Member
 }
 
+// lookupEntry is a name server lookup, cached.
 type lookupEntry struct {
-	host, object string
-	port         int
-	expires      time.Time
+	at      where
+	expires time.Time
 }
 
 // New returns a Gateway for cfg; log may be nil. It does not contact the name server.
@@ -172,7 +183,7 @@ func New(cfg Config, log *zap.Logger) (*Gateway, error) {
 	if err != nil || port <= 0 || port > 65535 {
 		return nil, fmt.Errorf("httpgw: bad name server port %q", portStr)
 	}
-	g.nsHost, g.nsPort = host, port
+	g.ns = where{host: host, port: port, addr: net.JoinHostPort(host, strconv.Itoa(port)), object: nameServerObject}
 	return g, nil
 }
 
@@ -190,33 +201,10 @@ func (g *Gateway) Close() {
 
 var errClosed = errors.New("httpgw: gateway closed")
 
-// target returns the pooled target for object at host:port, creating it.
-func (g *Gateway) target(host string, port int, object string) (*target, error) {
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	return g.targetFor(targetKey{addr: addr, object: object}, func() *target {
-		return &target{host: host, port: port, addr: addr, object: object}
-	})
-}
-
-// memberTarget returns the pooled target for object on member m of a backend group.
-func (g *Gateway) memberTarget(m *routing.Member, object string) (*target, error) {
-	return g.targetFor(targetKey{addr: m.Addr, object: object, member: m}, func() *target {
-		t := &target{host: m.Address, addr: m.Addr, object: object, member: m, backends: g.cfg.Backends}
-		if h, p, err := net.SplitHostPort(m.Address); err == nil && m.Network == "tcp" {
-			t.host, t.port = h, atoiPort(p)
-		}
-		return t
-	})
-}
-
-func atoiPort(s string) int {
-	p, _ := strconv.Atoi(s)
-	return p
-}
-
-// targetFor returns the target of key, made by mk (and given a pool) when there is none.
-// Making one also forgets the targets of members a reload removed.
-func (g *Gateway) targetFor(key targetKey, mk func() *target) (*target, error) {
+// target returns the pooled target at, creating it. Creating one also forgets the targets
+// of members a reload removed.
+func (g *Gateway) target(at where) (*target, error) {
+	key := targetKey{addr: at.addr, object: at.object, member: at.member}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -226,7 +214,13 @@ func (g *Gateway) targetFor(key targetKey, mk func() *target) (*target, error) {
 		g.mu.Unlock()
 		return t, nil
 	}
-	t := mk()
+	t := &target{where: at}
+	if m := at.member; m != nil {
+		t.backends, t.host = g.cfg.Backends, m.Address
+		if h, p, err := net.SplitHostPort(m.Address); err == nil && m.Network == "tcp" {
+			t.host, t.port = h, atoiPort(p)
+		}
+	}
 	t.pool = pool.New(pool.Config{
 		Dial:       t.dial,
 		Serializer: frame.JSON,
@@ -245,6 +239,11 @@ func (g *Gateway) targetFor(key targetKey, mk func() *target) (*target, error) {
 		x.pool.Close()
 	}
 	return t, nil
+}
+
+func atoiPort(s string) int {
+	p, _ := strconv.Atoi(s)
+	return p
 }
 
 // drop forgets t (so that the next request dials afresh, without the pool's backoff) and,
@@ -268,46 +267,74 @@ func (g *Gateway) drop(t *target, name string) {
 // httpError is a finished error response.
 type httpError struct {
 	status int
-	ctype  string
+	ctype  []string // ctJSONValues or ctTextValues
 	body   []byte
 }
 
 func (e *httpError) Error() string { return fmt.Sprintf("%d %s", e.status, e.body) }
 
 func jsonError(status int, class, msg string) *httpError {
-	return &httpError{status: status, ctype: ctJSON, body: errorBody(class, msg)}
+	return &httpError{status: status, ctype: ctJSONValues, body: errorBody(class, msg)}
 }
 
 func textError(status int, msg string) *httpError {
-	return &httpError{status: status, ctype: ctText, body: []byte(msg)}
+	return &httpError{status: status, ctype: ctTextValues, body: []byte(msg)}
 }
 
-func (e *httpError) write(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", e.ctype)
-	w.Header().Set("Content-Length", strconv.Itoa(len(e.body)))
-	w.WriteHeader(e.status)
-	w.Write(e.body)
+func (e *httpError) write(w http.ResponseWriter) { writeBody(w, e.status, e.ctype, e.body) }
+
+// writeBody writes a whole answer: status, Content-Type ctype (ctJSONValues or
+// ctTextValues) and body, with its Content-Length (from net/http for a short body).
+func writeBody(w http.ResponseWriter, status int, ctype []string, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = ctype
+	if len(body) > autoContentLength {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
-// invoke calls t (re-resolved through get after a pool closed under it) and maps
-// failures to responses; name is the object's name server name, "" for the name server.
-func (g *Gateway) invoke(ctx context.Context, get func() (*target, error), name, method string, params [][]byte, kwargs []kwarg, oneway bool) (*target, *reply, *httpError) {
-	var t *target
+// leased is a call's target, where it is (to find it again should its pool close under
+// the call) and, once connected, a lease of one of its connections.
+type leased struct {
+	t     *target
+	at    where
+	lease pool.Lease
+}
+
+// connect leases a connection to the target at (so that the handshake, and so its
+// metadata, came first, as with Pyro4's proxy), finding the target again when its pool
+// closed under it.
+func (g *Gateway) connect(ctx context.Context, at where) (leased, error) {
+	c := leased{at: at}
 	var err error
 	for range 3 {
-		if t, err = get(); err != nil {
+		if c.t, err = g.target(at); err != nil {
 			break
 		}
-		var rep *reply
-		rep, err = t.invoke(ctx, method, params, kwargs, oneway)
-		if err == nil {
-			return t, rep, nil
-		}
-		if !errors.Is(err, pool.ErrClosed) {
+		if c.lease, err = c.t.acquire(ctx); !errors.Is(err, pool.ErrClosed) {
 			break
 		}
 	}
-	return t, nil, g.failure(t, name, err)
+	return c, err
+}
+
+// invoke makes call pc over c's lease, or over a new one when c has none, and maps
+// failures to responses; name is the object's name server name, "" for the name server.
+// The reply goes to result as with target.invoke.
+func (g *Gateway) invoke(ctx context.Context, c leased, name string, pc *pyroCall, result func(exception bool, payload []byte)) *httpError {
+	var err error
+	if c.lease.Conn == nil {
+		c, err = g.connect(ctx, c.at)
+	}
+	if err == nil {
+		err = c.t.invoke(ctx, c.lease, pc, result)
+	}
+	if err != nil {
+		return g.failure(c.t, name, err)
+	}
+	return nil
 }
 
 // failure maps a failed call of t to a response.
@@ -341,74 +368,117 @@ func (g *Gateway) failure(t *target, name string, err error) *httpError {
 	}
 }
 
-// nsCall calls the name server.
+// nsCall calls the name server and returns its answer.
 func (g *Gateway) nsCall(ctx context.Context, method string, params [][]byte, kwargs []kwarg) ([]byte, *httpError) {
-	get := func() (*target, error) { return g.target(g.nsHost, g.nsPort, nameServerObject) }
-	_, rep, herr := g.invoke(ctx, get, "", method, params, kwargs, false)
+	var body []byte
+	var exception bool
+	pc := pyroCall{corr: corrOf(ctx), method: method, params: params, kwargs: kwargs}
+	herr := g.invoke(ctx, leased{at: g.ns}, "", &pc, func(exc bool, payload []byte) {
+		exception, body = exc, bytes.Clone(payload)
+	})
 	if herr != nil {
 		return nil, herr
 	}
-	if rep.exception {
+	if exception {
 		// The gateway re-encodes the name server's exception with ensure_ascii=True.
-		return nil, &httpError{status: http.StatusInternalServerError, ctype: ctJSON, body: asciiJSON(rep.payload)}
+		return nil, &httpError{status: http.StatusInternalServerError, ctype: ctJSONValues, body: asciiJSON(body)}
 	}
-	return rep.payload, nil
+	return body, nil
 }
 
 // lookup resolves a name through the cache or the name server.
-func (g *Gateway) lookup(ctx context.Context, name string) (lookupEntry, *httpError) {
+func (g *Gateway) lookup(ctx context.Context, name string) (where, *httpError) {
 	g.mu.Lock()
 	e, ok := g.lookups[name]
 	g.mu.Unlock()
 	if ok && time.Now().Before(e.expires) {
-		return e, nil
+		return e.at, nil
 	}
 	body, herr := g.nsCall(ctx, "lookup", [][]byte{frame.AppendPyJSONString(nil, name, false)}, nil)
 	if herr != nil {
-		return e, herr
+		return where{}, herr
 	}
 	var u struct {
 		Class string            `json:"__class__"`
 		State []json.RawMessage `json:"state"`
 	}
-	bad := func(why string) *httpError {
-		return jsonError(http.StatusBadGateway, "Pyro4.errors.ProtocolError", "name server lookup of "+name+": "+why)
+	bad := func(why string) (where, *httpError) {
+		return where{}, jsonError(http.StatusBadGateway, "Pyro4.errors.ProtocolError", "name server lookup of "+name+": "+why)
 	}
 	if err := json.Unmarshal(body, &u); err != nil || u.Class != "Pyro4.core.URI" || len(u.State) != 5 {
-		return e, bad("unexpected reply " + string(body))
+		return bad("unexpected reply " + string(body))
 	}
 	var protocol, sockname string
 	json.Unmarshal(u.State[0], &protocol)
 	json.Unmarshal(u.State[2], &sockname)
 	if protocol != "PYRO" || sockname != "" {
-		return e, bad("only PYRO URIs with host and port are supported")
+		return bad("only PYRO URIs with host and port are supported")
 	}
-	if json.Unmarshal(u.State[1], &e.object) != nil || json.Unmarshal(u.State[3], &e.host) != nil ||
-		json.Unmarshal(u.State[4], &e.port) != nil {
-		return e, bad("malformed URI state")
+	var at where
+	if json.Unmarshal(u.State[1], &at.object) != nil || json.Unmarshal(u.State[3], &at.host) != nil ||
+		json.Unmarshal(u.State[4], &at.port) != nil {
+		return bad("malformed URI state")
 	}
-	e.expires = time.Now().Add(g.cfg.LookupTTL)
+	at.addr = net.JoinHostPort(at.host, strconv.Itoa(at.port))
 	g.mu.Lock()
-	g.lookups[name] = e
+	g.lookups[name] = lookupEntry{at: at, expires: time.Now().Add(g.cfg.LookupTTL)}
 	g.mu.Unlock()
-	return e, nil
+	return at, nil
 }
 
-// request is what an HTTP request asks for, once parsed.
+// request is what an HTTP request asks for, once parsed, and the memory of serving it:
+// requests are pooled (getRequest, release), and their slices reused.
 type request struct {
 	params []param
 	args   [][]byte
 	kwargs []kwarg // JSON body kwargs, override params
+
+	callKwargs []kwarg   // the call's keyword arguments (callArgs)
+	text       []byte    // their JSON texts, and an attribute's name
+	attr       [1][]byte // the parameter of __getattr__
+	route      routing.Request
+	ann        []byte // the CORR annotation of route
 }
 
-// readRequest gathers the parameters of r as pyro4-httpgateway's cgi.parse does (form
-// body first, then the query) plus the JSON body extension.
-func readRequest(r *http.Request) (*request, *httpError) {
-	req := &request{}
+// maxPooledParams is the most parameters (and values of one) whose slices a pooled
+// request keeps.
+const maxPooledParams = 64
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+func getRequest() *request { return requests.Get().(*request) }
+
+// release returns req to the pool, holding nothing of the HTTP request it served.
+func (req *request) release() {
+	for i := range req.params {
+		p := &req.params[i]
+		clear(p.values)
+		p.name, p.values = "", p.values[:0]
+		if cap(p.values) > maxPooledParams {
+			p.values = nil
+		}
+	}
+	req.params = req.params[:0]
+	if cap(req.params) > maxPooledParams {
+		req.params = nil
+	}
+	clear(req.callKwargs)
+	req.callKwargs = req.callKwargs[:0]
+	req.args, req.kwargs, req.attr[0] = nil, nil, nil
+	req.text = req.text[:0]
+	if cap(req.text) > maxScratch {
+		req.text = nil
+	}
+	requests.Put(req)
+}
+
+// read gathers the parameters of r as pyro4-httpgateway's cgi.parse does (form body
+// first, then the query) plus the JSON body extension.
+func (req *request) read(r *http.Request) *httpError {
 	query := r.URL.RawQuery
 	if r.Method != http.MethodPost {
-		req.params = parseQS(nil, query)
-		return req, nil
+		req.params = parseQS(req.params, query)
+		return nil
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	readBody := func() ([]byte, *httpError) {
@@ -425,12 +495,12 @@ func readRequest(r *http.Request) (*request, *httpError) {
 	case "application/x-www-form-urlencoded":
 		b, herr := readBody()
 		if herr != nil {
-			return nil, herr
+			return herr
 		}
-		req.params = parseQS(parseQS(nil, string(b)), query)
+		req.params = parseQS(parseQS(req.params, string(b)), query)
 	case "multipart/form-data":
 		if err := r.ParseMultipartForm(maxBody); err != nil {
-			return nil, jsonError(http.StatusBadRequest, "builtins.ValueError", "bad multipart body: "+err.Error())
+			return jsonError(http.StatusBadRequest, "builtins.ValueError", "bad multipart body: "+err.Error())
 		}
 		names := make([]string, 0, len(r.MultipartForm.Value))
 		for name := range r.MultipartForm.Value {
@@ -448,18 +518,48 @@ func readRequest(r *http.Request) (*request, *httpError) {
 	case "application/json":
 		b, herr := readBody()
 		if herr != nil {
-			return nil, herr
+			return herr
 		}
 		jc, err := parseJSONCall(b)
 		if err != nil {
-			return nil, jsonError(http.StatusBadRequest, "builtins.ValueError", err.Error())
+			return jsonError(http.StatusBadRequest, "builtins.ValueError", err.Error())
 		}
-		req.params = parseQS(nil, query)
+		req.params = parseQS(req.params, query)
 		req.args, req.kwargs = jc.args, jc.kwargs
 	default:
-		req.params = parseQS(nil, query)
+		req.params = parseQS(req.params, query)
 	}
-	return req, nil
+	return nil
+}
+
+// callArgs returns the keyword arguments of the call: the parameters (a single value is a
+// str, repeated values a list of str) overridden by the JSON body's kwargs.
+func (req *request) callArgs() []kwarg {
+	kw := req.callKwargs[:0]
+	for _, p := range req.params {
+		start := len(req.text)
+		if len(p.values) == 1 {
+			req.text = frame.AppendPyJSONString(req.text, p.values[0], false)
+		} else {
+			req.text = appendPyStringList(req.text, p.values, false)
+		}
+		end := len(req.text)
+		kw = append(kw, kwarg{name: p.name, value: req.text[start:end:end]})
+	}
+	for _, x := range req.kwargs {
+		kw = setKwarg(kw, x.name, x.value)
+	}
+	req.callKwargs = kw
+	return kw
+}
+
+// attrArgs returns the parameters of a __getattr__ of name.
+func (req *request) attrArgs(name string) [][]byte {
+	start := len(req.text)
+	req.text = frame.AppendPyJSONString(req.text, name, false)
+	end := len(req.text)
+	req.attr[0] = req.text[start:end:end]
+	return req.attr[:]
 }
 
 // recorder is a ResponseWriter that remembers the status and the body size written.
@@ -535,19 +635,39 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		g.serveHome(ctx, w, r)
 		return
 	}
-	m := routeRE.FindStringSubmatch(rest)
-	if m == nil {
+	object, method, ok := splitRoute(rest)
+	if !ok {
 		textError(http.StatusNotFound, "Error 404: Not Found").write(w)
 		return
 	}
-	req, herr := readRequest(r)
-	if herr != nil {
+	req := getRequest()
+	defer req.release()
+	if herr := req.read(r); herr != nil {
 		herr.write(w)
 		return
 	}
-	if herr := g.call(ctx, w, r, req, m[1], m[2]); herr != nil {
+	if herr := g.call(ctx, w, r, req, object, method); herr != nil {
 		herr.write(w)
 	}
+}
+
+// splitRoute splits the path after "pyro/" into object and method as pyro4-httpgateway's
+// regular expression ^(.+)/(.+) does: . does not match a newline, so the match is within
+// the first line; the first group is greedy, so the split is at the last slash of that
+// line with something on both sides.
+func splitRoute(rest string) (object, method string, ok bool) {
+	line := rest
+	if i := strings.IndexByte(rest, '\n'); i >= 0 {
+		line = rest[:i]
+	}
+	if len(line) < 3 {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(line[:len(line)-1], '/')
+	if i < 1 {
+		return "", "", false
+	}
+	return line[:i], line[i+1:], true
 }
 
 // checkKey enforces the gateway key and removes $key from the parameters.
@@ -569,93 +689,72 @@ func (g *Gateway) checkKey(r *http.Request, req *request) *httpError {
 	return nil
 }
 
-// connect makes sure that the target of get has a connection (so the handshake, and so
-// its metadata, came first, as with Pyro4's proxy) and returns it.
-func (g *Gateway) connect(ctx context.Context, get func() (*target, error)) (*target, error) {
-	var t *target
-	var err error
-	for range 3 {
-		if t, err = get(); err != nil {
-			break
-		}
-		var lease pool.Lease
-		if lease, err = t.pool.Acquire(ctx); err == nil {
-			lease.Release()
-			break
-		}
-		var de *pool.DialError
-		if errors.As(err, &de) {
-			err = de.Err
-		} else if isTimeout(ctx, err) || errors.Is(err, pool.ErrWaitTimeout) {
-			err = &timeoutError{err}
-		}
-		if !errors.Is(err, pool.ErrClosed) {
-			break
-		}
-	}
-	return t, err
-}
-
-// resolve finds the target of a call of method on name and connects it: through the name
-// server, or by the route table to a member of the group it chooses (the next member
-// when one cannot be reached, each at most once, as a pooled listener does). It returns
-// how to get the target again should its pool close under the call.
-func (g *Gateway) resolve(ctx context.Context, r *http.Request, name, method string, corr uuid.UUID) (*target, func() (*target, error), *httpError) {
+// resolve finds the target of a call of method on name and leases a connection to it:
+// at, from the name server, or by the route table a member of the group it chooses (the
+// next member when one cannot be reached, each at most once, as a pooled listener does).
+// ctx carries the call's correlation id; req lends its memory to the routing decision.
+func (g *Gateway) resolve(ctx *callCtx, r *http.Request, req *request, name, method string, at where) (leased, *httpError) {
 	if g.cfg.Backends == nil {
-		loc, herr := g.lookup(ctx, name)
-		if herr != nil {
-			return nil, nil, herr
-		}
-		get := func() (*target, error) { return g.target(loc.host, loc.port, loc.object) }
-		t, err := g.connect(ctx, get)
+		c, err := g.connect(ctx, at)
 		if err != nil {
-			return nil, nil, g.failure(t, name, err)
+			return c, g.failure(c.t, name, err)
 		}
-		return t, get, nil
+		return c, nil
 	}
 	var client netip.Addr
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		client = ap.Addr().Unmap()
 	}
-	var req routing.Request
-	req.ResetCall(client, frame.JSON, name, method, frame.AppendAnnotation(nil, frame.CORR, corr[:]))
-	dec := g.cfg.Backends.Decide(&req)
+	rr := &req.route
+	req.ann = frame.AppendAnnotation(req.ann[:0], frame.CORR, ctx.corr[:])
+	rr.ResetCall(client, frame.JSON, name, method, req.ann)
+	dec := g.cfg.Backends.Decide(rr)
 	if dec.Group == nil {
 		status := http.StatusForbidden
 		if dec.Rule < 0 {
 			status = http.StatusNotFound // no rule takes the object: unknown here
 		}
-		return nil, nil, jsonError(status, "Pyro4.errors.CommunicationError", "pyro-dispatch: "+dec.Deny)
+		return leased{}, jsonError(status, "Pyro4.errors.CommunicationError", "pyro-dispatch: "+dec.Deny)
 	}
 	var tried routing.Tried
 	var attempts map[*routing.Member]error // made on the first failure
 	for {
-		m, err := dec.Group.Pick(&req, tried)
+		m, err := dec.Group.Pick(rr, tried)
 		if err != nil {
-			return nil, nil, jsonError(http.StatusServiceUnavailable, "Pyro4.errors.CommunicationError",
+			return leased{}, jsonError(http.StatusServiceUnavailable, "Pyro4.errors.CommunicationError",
 				"pyro-dispatch: "+dec.Group.NoHealthy(attempts).Error())
 		}
-		get := func() (*target, error) { return g.memberTarget(m, name) }
-		t, err := g.connect(ctx, get)
-		var ce *connectError
-		switch {
-		case err == nil:
+		c, err := g.connect(ctx, where{addr: m.Addr, object: name, member: m})
+		if err == nil {
 			m.Succeeded()
-			return t, get, nil
-		case errors.As(err, &ce):
-			g.drop(t, "")
-			m.Failed(ce.err)
-			if attempts == nil {
-				attempts = map[*routing.Member]error{}
-			}
-			attempts[m] = ce.err
-			tried = tried.With(dec.Group, m)
-		default:
-			return nil, nil, g.failure(t, name, err)
+			return c, nil
 		}
+		var ce *connectError
+		if !errors.As(err, &ce) {
+			return c, g.failure(c.t, name, err)
+		}
+		g.drop(c.t, "")
+		m.Failed(ce.err)
+		if attempts == nil {
+			attempts = map[*routing.Member]error{}
+		}
+		attempts[m] = ce.err
+		tried = tried.With(dec.Group, m)
 	}
 }
 
+// hasOption reports whether the X-Pyro-Options list opts has option o.
+func hasOption(opts, o string) bool {
+	for x := range strings.SplitSeq(opts, ",") {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// call serves a call of method on the object name; its answer is written to w, but for an
+// error returned.
 func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, name, method string) *httpError {
 	if herr := g.checkKey(r, req); herr != nil {
 		return herr
@@ -663,14 +762,15 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if !g.expose.MatchString(name) {
 		return textError(http.StatusForbidden, "403 Forbidden - access to the requested object has been denied")
 	}
+	var at where
 	if g.cfg.Backends == nil {
-		// As Pyro4's gateway: the name first (an unknown one wins over a bad correlation id);
-		// resolve finds it in the cache.
-		if _, herr := g.lookup(ctx, name); herr != nil {
+		// As Pyro4's gateway: the name first (an unknown one wins over a bad correlation id).
+		var herr *httpError
+		if at, herr = g.lookup(ctx, name); herr != nil {
 			return herr
 		}
 	}
-	corr := uuid.Nil
+	var corr uuid.UUID
 	if h := r.Header.Get("X-Pyro-Correlation-Id"); h != "" {
 		id, err := uuid.Parse(h)
 		if err != nil {
@@ -678,14 +778,16 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 		corr = id
 	} else {
-		corr, _ = uuid.NewRandom()
+		corr = newCorr()
 	}
-	ctx = context.WithValue(ctx, corrKey{}, corr)
-	w.Header().Set("X-Pyro-Correlation-Id", corr.String()) // on errors too
-	t, get, herr := g.resolve(ctx, r, name, method, corr)
+	cc := withCorr(ctx, corr)
+	w.Header()["X-Pyro-Correlation-Id"] = cc.header[:] // on errors too
+	c, herr := g.resolve(cc, r, req, name, method, at)
 	if herr != nil {
 		return herr
 	}
+	defer c.lease.Release() // when the call did not take it
+	t := c.t
 	if t.member != nil {
 		t.member.Begin()
 		defer t.member.End()
@@ -695,13 +797,7 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return jsonError(http.StatusInternalServerError, "Pyro4.errors.PyroError",
 			"remote object doesn't expose any methods or attributes. Did you forget setting @expose on them?")
 	}
-	optOneway := slices.Contains(strings.Split(r.Header.Get("X-Pyro-Options"), ","), "oneway")
-	ok := func(body []byte) {
-		w.Header().Set("Content-Type", ctJSON)
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(http.StatusOK)
-		w.Write(body)
-	}
+	optOneway := hasOption(r.Header.Get("X-Pyro-Options"), "oneway")
 	if method == "$meta" {
 		methods := slices.Sorted(slices.Values(md.Methods))
 		attrs := slices.Sorted(slices.Values(md.Attrs))
@@ -709,41 +805,41 @@ func (g *Gateway) call(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		body = appendPyStringList(body, methods, true)
 		body = append(body, `, "attributes": `...)
 		body = appendPyStringList(body, attrs, true)
-		ok(append(body, '}'))
+		writeBody(w, http.StatusOK, ctJSONValues, append(body, '}'))
 		return nil
 	}
-	kwargs := kwargsOf(req.params)
-	for _, kw := range req.kwargs {
-		kwargs = setKwarg(kwargs, kw.name, kw.value)
-	}
-	var rep *reply
-	var herr2 *httpError
+	kwargs := req.callArgs()
+	pc := pyroCall{corr: corr, method: method, until: r.Context()}
 	switch {
 	case contains(md.Attrs, method):
 		if len(kwargs) != 0 || len(req.args) != 0 {
 			return jsonError(http.StatusInternalServerError, "builtins.AssertionError", "attribute lookup can't have query parameters")
 		}
-		_, rep, herr2 = g.invoke(ctx, get, name, "__getattr__", [][]byte{frame.AppendPyJSONString(nil, method, false)}, nil, false)
+		pc.method, pc.params = "__getattr__", req.attrArgs(method)
 	case contains(md.Methods, method):
-		oneway := optOneway || contains(md.Oneway, method)
-		_, rep, herr2 = g.invoke(ctx, get, name, method, req.args, kwargs, oneway)
+		pc.params, pc.kwargs = req.args, kwargs
+		pc.oneway = optOneway || contains(md.Oneway, method)
 	default:
 		return jsonError(http.StatusInternalServerError, "builtins.AttributeError",
 			"remote object '"+t.uri()+"' has no exposed attribute or method '"+method+"'")
 	}
-	if herr2 != nil {
-		return herr2
+	answered := false
+	herr = g.invoke(cc, c, name, &pc, func(exception bool, payload []byte) {
+		if optOneway {
+			return // an attribute asked for as oneway: the answer is dropped
+		}
+		answered = true
+		status := http.StatusOK
+		if exception {
+			status = http.StatusInternalServerError
+		}
+		writeBody(w, status, ctJSONValues, payload)
+	})
+	if herr != nil {
+		return herr
 	}
-	switch {
-	case rep == nil || optOneway:
-		ok(nil)
-	case rep.exception:
-		w.Header().Set("Content-Type", ctJSON)
-		w.Header().Set("Content-Length", strconv.Itoa(len(rep.payload)))
-		w.WriteHeader(http.StatusInternalServerError)
-		w.Write(rep.payload)
-	default:
-		ok(rep.payload)
+	if !answered { // oneway: an empty answer
+		writeBody(w, http.StatusOK, ctJSONValues, nil)
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
@@ -75,10 +74,8 @@ type homeObject struct {
 
 // homeMeta fills in the metadata of o, handshaking with the object if need be.
 func (g *Gateway) homeMeta(ctx context.Context, r *http.Request, o *homeObject) {
-	corr, _ := uuid.NewRandom()
-	t, _, herr := g.resolve(context.WithValue(ctx, corrKey{}, corr), r, o.Name, "$meta", corr)
+	md, herr := g.metaOf(ctx, r, o.Name)
 	if herr == nil {
-		md := t.metadata()
 		if md == nil || len(md.Methods) == 0 && len(md.Attrs) == 0 {
 			o.Error = "the object exposes no methods or attributes"
 			return
@@ -101,9 +98,28 @@ func (g *Gateway) homeMeta(ctx context.Context, r *http.Request, o *homeObject) 
 				o.Error += ": " + s
 			}
 		}
-	} else if herr.ctype == ctText {
+	} else if herr.ctype[0] == ctText {
 		o.Error += ": " + string(herr.body)
 	}
+}
+
+// metaOf returns the metadata of the object name, handshaking with it if need be.
+func (g *Gateway) metaOf(ctx context.Context, r *http.Request, name string) (*meta, *httpError) {
+	var at where
+	if g.cfg.Backends == nil {
+		var herr *httpError
+		if at, herr = g.lookup(ctx, name); herr != nil {
+			return nil, herr
+		}
+	}
+	req := getRequest()
+	defer req.release()
+	c, herr := g.resolve(withCorr(ctx, newCorr()), r, req, name, "$meta", at)
+	if herr != nil {
+		return nil, herr
+	}
+	c.lease.Release()
+	return c.t.metadata(), nil
 }
 
 // homeNames returns the exposed names and their URIs: from the name server, or, when

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 // kwarg is one keyword argument: its name and its value as JSON text.
@@ -43,7 +41,12 @@ func parseQS(ps []param, qs string) []param {
 			}
 		}
 		if !found {
-			ps = append(ps, param{name: name, values: []string{value}})
+			if n := len(ps); n < cap(ps) { // a slot of a pooled request: reuse its values
+				ps = ps[:n+1]
+				ps[n].name, ps[n].values = name, append(ps[n].values[:0], value)
+			} else {
+				ps = append(ps, param{name: name, values: []string{value}})
+			}
 		}
 	}
 	return ps
@@ -82,22 +85,6 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
-}
-
-// kwargsOf turns parameters into keyword arguments: a single value is a str, repeated
-// values a list of str.
-func kwargsOf(ps []param) []kwarg {
-	kw := make([]kwarg, 0, len(ps))
-	for _, p := range ps {
-		var v []byte
-		if len(p.values) == 1 {
-			v = frame.AppendPyJSONString(nil, p.values[0], false)
-		} else {
-			v = appendPyStringList(nil, p.values, false)
-		}
-		kw = append(kw, kwarg{name: p.name, value: v})
-	}
-	return kw
 }
 
 // setKwarg replaces the value of name in kw, or appends it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,17 +41,25 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// where is where a call goes: an object at a daemon address from the name server (host,
+// port and addr, their host:port), or an object on a member of a backend group (member,
+// and addr its configured address).
+type where struct {
+	host   string
+	port   int
+	addr   string
+	object string
+	member *routing.Member
+}
+
 // target is one Pyro object: a daemon address and an object id, with the pool of
 // connections made with a CONNECT to that object.
 type target struct {
-	host   string
-	port   int
-	addr   string // host:port, or a member's address as configured
-	object string
-	pool   *pool.Pool
-	// member is the backend group member the target is on, and backends dials it, when
-	// calls are routed (nil: an address from the name server).
-	member   *routing.Member
+	// where is the object; for a member, host and port are those of its address when it
+	// is host:port (for Pyro4's error messages).
+	where
+	pool *pool.Pool
+	// backends dials the member when calls are routed.
 	backends Backends
 
 	mu   sync.Mutex
@@ -66,14 +75,48 @@ func (t *target) metadata() *meta {
 	return t.meta
 }
 
-// corrKey carries a request's correlation id to the dials made for it.
+// corrKey carries a request's correlation id (its *callCtx) to the dials made for it.
 type corrKey struct{}
 
-func corrOf(ctx context.Context) uuid.UUID {
-	if id, ok := ctx.Value(corrKey{}).(uuid.UUID); ok {
-		return id
+// callCtx is the context of one call: the request's, with its correlation id for the
+// dials made for it (Value(corrKey{})) and that id's X-Pyro-Correlation-Id header value.
+// A fresh one per request, never pooled: a context and a header value may outlive the
+// handler.
+type callCtx struct {
+	context.Context
+	corr   uuid.UUID
+	header [1]string
+}
+
+// withCorr returns the context of a call with correlation id corr made under ctx.
+func withCorr(ctx context.Context, corr uuid.UUID) *callCtx {
+	cc := &callCtx{Context: ctx, corr: corr}
+	cc.header[0] = corr.String()
+	return cc
+}
+
+// Value returns the call's *callCtx for corrKey{}, else what the parent has for key.
+func (cc *callCtx) Value(key any) any {
+	if key == (corrKey{}) {
+		return cc
 	}
-	id, _ := uuid.NewRandom()
+	return cc.Context.Value(key)
+}
+
+// corrOf returns the correlation id of the call ctx is for, or a new one.
+func corrOf(ctx context.Context) uuid.UUID {
+	if cc, ok := ctx.Value(corrKey{}).(*callCtx); ok {
+		return cc.corr
+	}
+	return newCorr()
+}
+
+// newCorr returns a random (version 4) uuid, as uuid.NewRandom does, without allocating.
+func newCorr() uuid.UUID {
+	var id uuid.UUID
+	rand.Read(id[:]) // never fails (the program crashes if the system's source does)
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
 	return id
 }
 
@@ -136,21 +179,37 @@ func isTimeout(ctx context.Context, err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// guard applies ctx's deadline to c and aborts c's pending I/O when ctx is canceled. The
-// returned function undoes it and reports whether ctx ended first.
-func guard(ctx context.Context, c net.Conn) func() bool {
+// guard is a deadline and an abort armed on a connection for the time of one exchange.
+type guard struct {
+	c    net.Conn
+	stop func() bool // from context.AfterFunc; nil when the context cannot be canceled
+}
+
+// arm applies ctx's deadline to c and, when until can be canceled, makes abort (which
+// must make c's pending I/O fail) run when it is: a client gone or the timeout ends the
+// call.
+func arm(ctx, until context.Context, c net.Conn, abort func()) guard {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	} else {
 		c.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	return func() bool {
-		fired := !stop()
-		c.SetDeadline(time.Time{})
-		return fired
+	g := guard{c: c}
+	if until.Done() != nil {
+		g.stop = context.AfterFunc(until, abort)
 	}
+	return g
 }
+
+// done disarms g and reports whether until ended first (abort then ran or is running).
+func (g guard) done() bool {
+	fired := g.stop != nil && !g.stop()
+	g.c.SetDeadline(time.Time{})
+	return fired
+}
+
+// abortIO makes c's pending and future I/O fail at once.
+func abortIO(c net.Conn) { c.SetDeadline(time.Unix(1, 0)) }
 
 // dial opens a connection to t's daemon and performs the CONNECT handshake for t's object
 // (pool.Config.Dial).
@@ -169,9 +228,9 @@ func (t *target) dial(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, &connectError{t: t, err: err}
 	}
-	done := guard(ctx, c)
+	g := arm(ctx, ctx, c, func() { abortIO(c) })
 	m, err := t.handshake(ctx, c)
-	if done() && err == nil {
+	if g.done() && err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
@@ -249,39 +308,64 @@ func payloadOf(h frame.Header, p []byte) ([]byte, error) {
 
 var seqCounter atomic.Uint32
 
-// reply is a daemon's RESULT.
-type reply struct {
-	exception bool
-	payload   []byte
+// pyroCall is a call to make: method with params and kwargs (JSON texts), oneway or not,
+// under correlation id corr.
+type pyroCall struct {
+	corr   uuid.UUID
+	method string
+	params [][]byte
+	kwargs []kwarg
+	oneway bool
+	// until aborts the call when it ends (nil: the call's context does): the client's
+	// request, when the call's context adds a timeout to it, which the connection's
+	// deadline enforces already; then the abort needs no hook in a context of its own.
+	until context.Context
 }
 
-// invoke calls method on t's object with params and kwargs (JSON texts) over a pooled
-// connection. A oneway call returns a nil reply as soon as it is sent.
-func (t *target) invoke(ctx context.Context, method string, params [][]byte, kwargs []kwarg, oneway bool) (*reply, error) {
-	lease, err := t.pool.Acquire(ctx)
-	if err != nil {
-		var de *pool.DialError
-		if errors.As(err, &de) {
-			return nil, de.Err
-		}
-		if isTimeout(ctx, err) || errors.Is(err, pool.ErrWaitTimeout) {
-			return nil, &timeoutError{err}
-		}
-		return nil, &protocolError{err}
+// maxScratch is the most buffer capacity a pooled scratch (or request) keeps for the next
+// one: a large call's buffers go to the garbage collector.
+const maxScratch = 64 << 10
+
+// scratch is the memory of one INVOKE, pooled: its payload, annotations and message, and
+// the abort of its guard (made once, so that arming it allocates nothing of ours).
+type scratch struct {
+	payload, ann, msg []byte
+	conn              net.Conn // the connection abort aborts
+	abort             func()   // s.abortConn
+}
+
+var scratches = sync.Pool{New: func() any {
+	s := new(scratch)
+	s.abort = s.abortConn
+	return s
+}}
+
+func (s *scratch) abortConn() { abortIO(s.conn) }
+
+// put returns s to the pool, without the buffers of a large call.
+func (s *scratch) put() {
+	s.conn = nil
+	if cap(s.payload)+cap(s.msg) > maxScratch {
+		s.payload, s.msg = nil, nil
 	}
-	p := []byte(`{"object": `)
-	p = frame.AppendPyJSONString(p, t.object, false)
+	scratches.Put(s)
+}
+
+// message builds the INVOKE of c on object in s and returns it with its seq.
+func (s *scratch) message(object string, c *pyroCall) ([]byte, uint16) {
+	p := append(s.payload[:0], `{"object": `...)
+	p = frame.AppendPyJSONString(p, object, false)
 	p = append(p, `, "method": `...)
-	p = frame.AppendPyJSONString(p, method, false)
+	p = frame.AppendPyJSONString(p, c.method, false)
 	p = append(p, `, "params": [`...)
-	for i, v := range params {
+	for i, v := range c.params {
 		if i > 0 {
 			p = append(p, ", "...)
 		}
 		p = append(p, v...)
 	}
 	p = append(p, `], "kwargs": {`...)
-	for i, kw := range kwargs {
+	for i, kw := range c.kwargs {
 		if i > 0 {
 			p = append(p, ", "...)
 		}
@@ -289,51 +373,84 @@ func (t *target) invoke(ctx context.Context, method string, params [][]byte, kwa
 		p = append(p, ": "...)
 		p = append(p, kw.value...)
 	}
-	p = append(p, "}}"...)
+	s.payload = append(p, "}}"...)
 	seq := uint16(seqCounter.Add(1) % 0xFFFF) // 0xFFFF is the pool's health-check PING
 	h := frame.Header{Type: frame.Invoke, Seq: seq, Serializer: frame.JSON}
-	if oneway {
+	if c.oneway {
 		h.Flags |= frame.FlagOneway
 	}
-	corr := corrOf(ctx)
-	msg := frame.AppendMessage(nil, h, frame.AppendAnnotation(nil, frame.CORR, corr[:]), p)
+	s.ann = frame.AppendAnnotation(s.ann[:0], frame.CORR, c.corr[:])
+	s.msg = frame.AppendMessage(s.msg[:0], h, s.ann, s.payload)
+	return s.msg, seq
+}
 
-	done := guard(ctx, lease.Conn)
-	rep, err := exchange(lease.Conn, msg, seq, oneway)
-	if done() && err == nil {
-		err = ctx.Err()
+// acquire leases a connection to t's object, dialing it if need be.
+func (t *target) acquire(ctx context.Context) (pool.Lease, error) {
+	lease, err := t.pool.Acquire(ctx)
+	if err != nil {
+		var de *pool.DialError
+		if errors.As(err, &de) {
+			return lease, de.Err
+		}
+		if isTimeout(ctx, err) || errors.Is(err, pool.ErrWaitTimeout) {
+			return lease, &timeoutError{err}
+		}
+	}
+	return lease, err
+}
+
+// invoke makes call c on t's object over lease, which it ends. Unless the call is
+// oneway, it hands the reply to result before it releases the connection: the payload is
+// the connection's read buffer, valid only until result returns.
+func (t *target) invoke(ctx context.Context, lease pool.Lease, c *pyroCall, result func(exception bool, payload []byte)) error {
+	s := scratches.Get().(*scratch)
+	msg, seq := s.message(t.object, c)
+	until := c.until
+	if until == nil {
+		until = ctx
+	}
+	s.conn = lease.Conn
+	g := arm(ctx, until, lease.Conn, s.abort)
+	exception, payload, err := exchange(lease.Conn, msg, seq, c.oneway)
+	if g.done() {
+		if err == nil {
+			err = until.Err()
+		}
+	} else {
+		s.put() // not when abort ran: it may still be using s
 	}
 	if err != nil {
 		lease.Destroy()
 		if isTimeout(ctx, err) {
-			return nil, &timeoutError{err}
+			return &timeoutError{err}
 		}
-		return nil, &protocolError{fmt.Errorf("connection to %s failed: %w", t.addr, err)}
+		return &protocolError{fmt.Errorf("connection to %s failed: %w", t.addr, err)}
+	}
+	if !c.oneway {
+		result(exception, payload)
 	}
 	lease.Release()
-	return rep, nil
+	return nil
 }
 
-func exchange(c *pool.Conn, msg []byte, seq uint16, oneway bool) (*reply, error) {
+// exchange writes msg on c and, unless it is oneway, reads the RESULT of seq.
+func exchange(c *pool.Conn, msg []byte, seq uint16, oneway bool) (exception bool, payload []byte, err error) {
 	if _, err := c.Write(msg); err != nil {
-		return nil, err
+		return false, nil, err
 	}
 	if oneway {
-		return nil, nil
+		return false, nil, nil
 	}
 	m, err := c.Reader.Next()
 	if err == nil {
 		err = c.Reader.ReadRest(&m)
 	}
 	if err != nil {
-		return nil, err
+		return false, nil, err
 	}
 	if m.Header.Type != frame.Result || m.Header.Seq != seq {
-		return nil, fmt.Errorf("answered with %v seq %d (want RESULT seq %d)", m.Header.Type, m.Header.Seq, seq)
+		return false, nil, fmt.Errorf("answered with %v seq %d (want RESULT seq %d)", m.Header.Type, m.Header.Seq, seq)
 	}
-	data, err := payloadOf(m.Header, m.Payload)
-	if err != nil {
-		return nil, err
-	}
-	return &reply{exception: m.Header.Flags.Has(frame.FlagException), payload: bytes.Clone(data)}, nil
+	payload, err = payloadOf(m.Header, m.Payload)
+	return m.Header.Flags.Has(frame.FlagException), payload, err
 }
