@@ -23,11 +23,12 @@ import (
 // messages of one connection strictly in order, so requests of different clients can be
 // written back to back, several in one write, and each reply belongs to the oldest call
 // not yet answered on its connection. The price is head-of-line blocking: a slow call
-// delays the calls queued behind it on the same connection.
+// delays the calls queued behind it on the same connection, so calls are queued behind
+// others only when every connection is busy and no other may be opened (conn).
 type mux struct {
 	h        *handshake
 	srv      *Server
-	depth    int           // calls in flight per connection before another connection is opened
+	depth    int           // pool.pipeline: calls on one connection at most, with maxOpen open (slots)
 	wait     time.Duration // for an in-flight slot when max_open × pipeline calls are in flight
 	lifetime time.Duration // pool.max_lifetime: then a connection takes no new calls and closes
 	maxIdle  time.Duration // pool.max_idle_time: a connection with no call this long is retired
@@ -62,6 +63,9 @@ type muxConn struct {
 	head    int        // calls[head:] are pending
 	err     error      // set once the connection failed
 	retired bool       // past its lifetime: closes once calls[head:] is empty
+	// coming counts the calls that chose the connection (mux.conn) and are not queued on
+	// it yet: they count as on it, so that two calls never both take it for free.
+	coming int
 	// reserved: a large request has the connection to itself (reserve); no new calls.
 	reserved  bool
 	abandoned int           // pending calls whose client left: no new calls until they are answered
@@ -100,13 +104,17 @@ func (x *mux) acquireSlot() error {
 
 func (x *mux) releaseSlot() { <-x.slots }
 
-// conn returns the connection with the fewest calls in flight, opening a new one when all
-// have depth calls or more and the pool may open more. While a connection is being
-// opened the others are shared; with none open, callers wait for that one. A call that
-// came with a correlation id may be nested in a call in flight (a Pyro4 daemon's method
-// gives its calls the incoming call's id): it takes only a connection with no call on it,
-// opening one, beyond max_open when the pool is full, rather than wait behind a call
-// whose daemon thread may be waiting for it, directly or through a cycle of calls.
+// conn returns a connection for a call, which counts as on it from then on (claim). A
+// call is queued behind another only when it must: it takes a connection with no call
+// on it if there is one; else it opens one while the mux has fewer than max_open (dials
+// included) and the pool can give one at once (mayOpenLocked); only when neither is
+// possible does it join the connection with the fewest calls, so pipelining deepens
+// only under load. With none to join nor to open while one is being opened, callers
+// wait for that one. A call that came with a correlation id may be nested in a call in
+// flight (a Pyro4 daemon's method gives its calls the incoming call's id): it takes only
+// a connection with no call on it, opening one, beyond max_open when the pool is full,
+// rather than wait behind a call whose daemon thread may be waiting for it, directly or
+// through a cycle of calls.
 func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 	waited := false
 	for {
@@ -122,7 +130,7 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 		bestN, reserved, waits := 0, 0, false
 		for _, c := range x.conns {
 			c.mu.Lock()
-			n, failed := len(c.calls)-c.head, c.err != nil
+			n, failed := len(c.calls)-c.head+c.coming, c.err != nil
 			// A nested call never waits behind another: the daemon thread of the call it is
 			// nested in may be serving this connection, or waiting for a call that is.
 			busy := !failed && nested && n > 0
@@ -137,11 +145,13 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 				best, bestN = c, n
 			}
 		}
-		if best != nil && (bestN < x.depth || x.dialing > 0) {
+		mayOpen := (best == nil || bestN > 0) && x.mayOpenLocked()
+		switch {
+		case best != nil && !mayOpen: // free, or every one busy and no other to be had
+			best.claim(1)
 			x.mu.Unlock()
 			return best, nil
-		}
-		if best == nil && reserved > 0 && x.dialing == 0 && len(x.conns) >= x.maxOpen {
+		case best == nil && !mayOpen && reserved > 0 && x.dialing == 0 && len(x.conns) >= x.maxOpen:
 			// Every connection is held (by a large call, or a call its client abandoned)
 			// and no other may be opened: wait for one to be free.
 			if x.freed == nil {
@@ -153,8 +163,7 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 				return nil, err
 			}
 			continue
-		}
-		if best == nil && x.dialing > 0 && !waited {
+		case best == nil && !mayOpen && x.dialing > 0 && !waited:
 			dialed := x.dialed
 			x.mu.Unlock()
 			<-dialed
@@ -166,8 +175,24 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 			x.dialed = make(chan struct{})
 		}
 		x.mu.Unlock()
-		return x.open(best, waits && best == nil, lastResort)
+		// With a connection to join, the call is not one with nowhere else to go.
+		return x.open(best, waits && best == nil, lastResort && best == nil)
 	}
+}
+
+// mayOpenLocked (x.mu held) reports whether the mux may open another connection now:
+// fewer than max_open are open or being opened, and the pool would give one without
+// waiting (its connections also serve pinned sessions).
+func (x *mux) mayOpenLocked() bool {
+	return len(x.conns)+x.dialing < x.maxOpen && !x.h.pool.Full()
+}
+
+// claim adds n to the calls coming to c: 1 for a call that chose it, counted as on it
+// until send or sendLarge queues it; -1 for such a call that is not sent after all.
+func (c *muxConn) claim(n int) {
+	c.mu.Lock()
+	c.coming += n
+	c.mu.Unlock()
 }
 
 // await waits for ch to close, up to the pool's wait timeout.
@@ -183,9 +208,10 @@ func (x *mux) await(ch <-chan struct{}) error {
 }
 
 // open leases a new connection for the mux and starts its reader; when the pool has none
-// to give, best (if any) is shared instead. A nested call that no connection may take
-// (each carries the call it is nested in) gets one beyond max_open when it must; a call
-// with no other member to go to dials even while the pool backs off (lastResort).
+// to give, best (if any) is shared instead. The call counts as on the connection
+// returned (claim). A nested call that no connection may take (each carries the call it
+// is nested in) gets one beyond max_open when it must; a call with no other member to go
+// to dials even while the pool backs off (lastResort).
 func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 	var lease pool.Lease
 	var err error
@@ -194,6 +220,7 @@ func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 		x.mu.Lock()
 		defer x.mu.Unlock()
 		x.openDone()
+		best.claim(1)
 		return best, nil
 	}
 	if nested && full {
@@ -210,6 +237,7 @@ func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 	x.openDone()
 	if err != nil {
 		if best != nil && !errors.Is(err, pool.ErrClosed) {
+			best.claim(1)
 			return best, nil // the pool is full (pinned sessions) or backing off: share
 		}
 		return nil, err
@@ -218,7 +246,7 @@ func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 		lease.Destroy()
 		return nil, pool.ErrClosed
 	}
-	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth), lastUsed: time.Now()}
+	c := &muxConn{x: x, lease: lease, calls: make([]*Session, 0, x.depth), coming: 1, lastUsed: time.Now()}
 	c.wbuf.pipe = splice.New() // closed by readLoop
 	if x.lifetime > 0 {
 		c.expires = time.Now().Add(x.lifetime)
@@ -318,6 +346,7 @@ func (x *mux) remove(c *muxConn) {
 // connection, whose reader then answers every call queued on it.
 func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	c.mu.Lock()
+	c.coming--
 	if c.err != nil || c.reserved {
 		err := c.err
 		if err == nil {
@@ -467,6 +496,7 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
+	c.coming--
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
@@ -758,6 +788,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 			<-c.reserve()
 		}
 		if s.leftWhileWaiting(start, h, corr, object, method) {
+			c.claim(-1)
 			s.endPipelined(x, c, large)
 			return errLogged
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -605,4 +606,134 @@ func TestLargeRequestWaitsForReplyInDelivery(t *testing.T) {
 	if h := a.call(t, frame.Invoke, 0, nil, []byte("again")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
 		t.Fatalf("A's next call: %v %v", h.Type, h.Flags)
 	}
+}
+
+// The choice of connection for a pipelined call (max_open 2, pipeline 8), against a
+// backend that holds the calls named "hold" until the end: a call takes a connection
+// with no call on it, else opens one under max_open (B's call is answered while A's is
+// held, on another connection), and only once max_open are open and all busy is it
+// queued, on the connection with the fewest calls (D behind A, then E behind C).
+func TestPipelinedConnectionChoice(t *testing.T) {
+	release := make(chan struct{})
+	var conns atomic.Int64
+	seen := make(chan string, 16) // "payload@connection", as the backend reads each call
+	be := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		id := conns.Add(1)
+		echoServe(func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+			if m.Header.Type == frame.Invoke {
+				seen <- fmt.Sprintf("%s@%d", m.Payload, id)
+				if bytes.HasPrefix(m.Payload, []byte("hold")) {
+					<-release
+				}
+			}
+			return reply
+		})(c, r)
+	})
+	srv, addr := startProxy(t, be.Addr().String(), pipelined(2, 8))
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	on := map[string]string{}   // the backend connection of each call
+	read := func(name string) { // name "": any call
+		t.Helper()
+		select {
+		case s := <-seen:
+			call, conn, _ := strings.Cut(s, "@")
+			on[call] = conn
+			if name != "" && call != name {
+				t.Fatalf("the backend read %s, want %s", s, name)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the backend never read %s (loads %v)", name, pipelinedLoads(srv))
+		}
+	}
+	waitLoads := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for fmt.Sprint(pipelinedLoads(srv)) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("calls on the upstream connections: %v, want %s", pipelinedLoads(srv), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	clients := map[string]*goClient{}
+	for _, name := range []string{"hold-a", "fast-b", "hold-c", "hold-d", "hold-e"} {
+		clients[name] = dialClient(t, addr)
+	}
+	clients["hold-a"].send(t, frame.Invoke, 0, nil, []byte("hold-a"))
+	read("hold-a")
+	waitLoads("[1]")
+	// Open before queue: a second connection, and the fast call is answered at once.
+	b := clients["fast-b"]
+	b.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if m := b.roundTrip(t, []byte("fast-b")); string(m.Payload) != "fast-b" {
+		t.Fatalf("fast call: %v %q", m.Header.Type, m.Payload)
+	}
+	read("fast-b")
+	waitLoads("[1 0]")
+	// A connection with nothing in flight comes first.
+	clients["hold-c"].send(t, frame.Invoke, 0, nil, []byte("hold-c"))
+	read("hold-c")
+	waitLoads("[1 1]")
+	// max_open reached, every connection busy: queued, on the one with the fewest calls.
+	clients["hold-d"].send(t, frame.Invoke, 0, nil, []byte("hold-d"))
+	waitLoads("[2 1]")
+	clients["hold-e"].send(t, frame.Invoke, 0, nil, []byte("hold-e"))
+	waitLoads("[2 2]")
+	close(release)
+	released = true
+	for _, name := range []string{"hold-a", "hold-c", "hold-d", "hold-e"} {
+		g := clients[name]
+		g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, err := g.r.Next()
+		if err == nil {
+			err = g.r.ReadRest(&m)
+		}
+		if err != nil || string(m.Payload) != name {
+			t.Fatalf("%s: reply %q, %v", name, m.Payload, err)
+		}
+	}
+	read("") // D and E, in any order
+	read("")
+	if len(seen) > 0 {
+		t.Fatalf("the backend read more: %s", <-seen)
+	}
+	switch a, c := on["hold-a"], on["hold-c"]; {
+	case on["fast-b"] == a:
+		t.Errorf("the fast call went on the connection of the held one: %v", on)
+	case c != on["fast-b"]:
+		t.Errorf("C went on connection %s, not on the free one of B (%s): %v", c, on["fast-b"], on)
+	case on["hold-d"] != a || on["hold-e"] != c:
+		t.Errorf("D and E went on %s and %s, want %s (A's) and %s (C's): %v", on["hold-d"], on["hold-e"], a, c, on)
+	}
+}
+
+// pipelinedLoads returns the calls on each upstream connection of srv's muxes (queued
+// or answered, or choosing it), in the order the connections were opened.
+func pipelinedLoads(srv *Server) []int {
+	var muxes []*mux
+	srv.mu.Lock()
+	for hs := range srv.pools {
+		for _, h := range hs.cache.Values() {
+			if h.mux != nil {
+				muxes = append(muxes, h.mux)
+			}
+		}
+	}
+	srv.mu.Unlock()
+	loads := []int{}
+	for _, x := range muxes {
+		x.mu.Lock()
+		for _, c := range x.conns {
+			c.mu.Lock()
+			loads = append(loads, len(c.calls)-c.head+c.coming)
+			c.mu.Unlock()
+		}
+		x.mu.Unlock()
+	}
+	return loads
 }

@@ -66,6 +66,10 @@ func TestPanicClosesOnlyItsClient(t *testing.T) {
 			}
 			client := a.c.LocalAddr().String()
 			victim.Store(client)
+			// A session's turn as a pipelined connection's writer can outlast its own call
+			// (the reply may come back before it ends its turn): then it, not a's session,
+			// would write a's request. Let such turns end first.
+			waitWritersIdle(t, srv)
 			a.send(t, frame.Invoke, 0, nil, []byte("boom"))
 			a.expectClosed(t)
 
@@ -117,6 +121,41 @@ func TestPanicInPooledHandshake(t *testing.T) {
 	}
 	if h := dialClient(t, addr).call(t, frame.Invoke, 0, nil, []byte("after")); h.Type != frame.Result {
 		t.Fatalf("the next client's call: %v", h.Type)
+	}
+}
+
+// waitWritersIdle waits until no session is in its writer's turn on a pipelined
+// connection of srv.
+func waitWritersIdle(t *testing.T, srv *Server) {
+	t.Helper()
+	var conns []*muxConn
+	srv.reloadMu.Lock()
+	for _, l := range srv.listeners {
+		if hs := l.st.Load().handshakes; hs != nil {
+			for _, h := range hs.cache.Values() {
+				if h.mux != nil {
+					h.mux.mu.Lock()
+					conns = append(conns, h.mux.conns...)
+					h.mux.mu.Unlock()
+				}
+			}
+		}
+	}
+	srv.reloadMu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, c := range conns {
+		for {
+			c.mu.Lock()
+			writing := c.writing
+			c.mu.Unlock()
+			if !writing {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a writer's turn did not end")
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
