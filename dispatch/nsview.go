@@ -378,6 +378,14 @@ func splitPyroURI(uri string) (object, loc string, ok bool) {
 	return rest[:i], rest[i+1:], true
 }
 
+// isNSCall reports whether m calls a method of the name server whose reply carries URIs
+// (peeked into the session's scratch: no allocation).
+func (s *Session) isNSCall(m *frame.Message) bool {
+	names, split, err := frame.AppendPeekInvoke(s.nsbuf[:0], m.Header.Serializer, m.Header.Flags, m.Payload)
+	s.nsbuf = names
+	return err == nil && string(names[:split]) == config.NameServerObject && nsMethod(string(names[split:]))
+}
+
 // nsReplyLimit bounds a name server reply the view decodes; a larger one is relayed as it
 // is (and logged once).
 const nsReplyLimit = 16 << 20

@@ -489,11 +489,11 @@ func (s *Session) relayCall() error {
 	}
 	oneway := h.Type == frame.Invoke && h.Flags.Has(frame.FlagOneway)
 	var object, method string
-	if (s.srv.accessLog || len(s.srv.objects) > 0 || s.st.nsv != nil) && h.Type == frame.Invoke {
+	if (s.srv.accessLog || len(s.srv.objects) > 0) && h.Type == frame.Invoke {
 		object, method = s.peekCall(&m)
 	}
 	// A reply whose URIs the name-server view translates is relayed by the session itself.
-	nsCall := s.st.nsv != nil && object == config.NameServerObject && nsMethod(method)
+	nsCall := s.st.nsv != nil && h.Type == frame.Invoke && s.isNSCall(&m)
 	if s.srv.metrics != nil {
 		corr, _ := m.Annotations.Lookup(frame.CORR)
 		s.beginCall(start, corr, object, method)
