@@ -1,13 +1,15 @@
-# pyro-dispatch: make demo | make test | make build | make fuzz | make bench
+# pyro-dispatch: make demo | make test | make build | make fuzz | make bench | make soak
 GO        ?= go
 BIN       := bin/pyro-dispatch
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# How long `make soak` runs its load and faults.
+SOAK      ?= 3m
 # A count, not a duration: with -fuzztime=4s Go 1.26's fuzz coordinator can fail a target
 # with a bare "context deadline exceeded" at the deadline (golang/go#75804, fixed in 1.27).
 FUZZTIME  ?= 100000x
 
-.PHONY: all build test vet unit fuzz bench bench-go bench-deps demo deps test-deps vectors clean
+.PHONY: all build test vet unit fuzz bench bench-go bench-deps soak demo deps test-deps vectors clean
 
 all: build
 
@@ -56,6 +58,14 @@ bench:
 
 bench-deps:
 	./bench/compare.sh --deps
+
+# The soak run, never part of `make test`: the built binary in session, pooled and
+# pipelined mode under load from real Pyro4 clients and the Go load generator while
+# faults come at random, for SOAK (3m; SOAK=30m for a long one) plus a warm-up and the
+# leak check; writes bench/SOAK.md and bench/charts/soak.svg, exit status 1 when a check
+# failed (bench/README.md, "Soak").
+soak: deps build
+	$(GO) run ./bench/cmd/soak --bin $(BIN) --duration $(SOAK)
 
 # Regenerates frame/testdata/vectors.jsonl from real Pyro4 traffic.
 vectors: deps

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ func (a *Admin) routes() http.Handler {
 	})))
 	mux.Handle("/readyz", get(http.HandlerFunc(a.readyz)))
 	mux.Handle("/{$}", get(http.HandlerFunc(a.dashboard)))
+	mux.Handle("/debug/pprof/goroutine", get(http.HandlerFunc(goroutines)))
 
 	api := func(name string, f func(*http.Request) (any, error)) {
 		mux.Handle(APIPrefix+name, get(jsonHandler(f)))
@@ -85,6 +87,21 @@ func (a *Admin) routes() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	}))
+}
+
+// goroutines answers the stack of every goroutine, as net/http/pprof's goroutine profile
+// does (without registering pprof on http.DefaultServeMux): ?debug=1 counts goroutines
+// by stack, ?debug=2 shows each in full (as an unrecovered panic prints them), otherwise
+// the gzipped protobuf that `go tool pprof` reads.
+func goroutines(w http.ResponseWriter, r *http.Request) {
+	debug, _ := strconv.Atoi(r.URL.Query().Get("debug"))
+	if debug > 0 {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="goroutine"`)
+	}
+	pprof.Lookup("goroutine").WriteTo(w, debug)
 }
 
 // get lets GET and HEAD requests through to h, and answers others 405.

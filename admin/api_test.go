@@ -503,6 +503,40 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// GET /debug/pprof/goroutine: every goroutine's stack, behind the token; a client's
+// session shows there while it is connected and is gone once it left.
+func TestGoroutineDump(t *testing.T) {
+	const token = "dump-token"
+	e := start(t, setup{token: token})
+	if code, _, _ := e.do(t, http.MethodGet, "/debug/pprof/goroutine?debug=2", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	dump := func(debug string) (http.Header, string) {
+		code, h, b := e.do(t, http.MethodGet, "/debug/pprof/goroutine?debug="+debug)
+		if code != http.StatusOK {
+			t.Fatalf("debug=%s: %d %s", debug, code, b)
+		}
+		return h, string(b)
+	}
+	const session = "dispatch.(*Session).run"
+	p := dialPyro(t, e.proxy, "echo")
+	p.mustCall(t, "x")
+	if h, b := dump("2"); !strings.HasPrefix(h.Get("Content-Type"), "text/plain") || !strings.Contains(b, "goroutine ") || !strings.Contains(b, session) {
+		t.Errorf("debug=2 with a client connected: %q, no %s in\n%s", h.Get("Content-Type"), session, b)
+	}
+	if _, b := dump("1"); !strings.Contains(b, "goroutine profile: total ") {
+		t.Errorf("debug=1: %.300s", b)
+	}
+	if h, b := dump("0"); h.Get("Content-Type") != "application/octet-stream" || !strings.HasPrefix(b, "\x1f\x8b") {
+		t.Errorf("debug=0: %q, %q", h.Get("Content-Type"), b[:min(len(b), 8)])
+	}
+	p.c.Close()
+	waitFor(t, 5*time.Second, "the session's goroutine to end", func() bool {
+		_, b := dump("2")
+		return !strings.Contains(b, session)
+	})
+}
+
 // Another site's page cannot post actions through a browser (no token configured).
 func TestCrossOrigin(t *testing.T) {
 	e := start(t, setup{})

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"strings"
@@ -105,7 +107,33 @@ type Config struct {
 	// Progress, when set, is called about every ProgressInterval while a round runs, from
 	// another goroutine.
 	Progress func(Progress) `json:"-"`
+	// Unique makes x unique to each call: it starts with a tag of UniqueTagLen bytes (a
+	// hash of the target's name, the connection, the call's number), repeated every KiB,
+	// 'x's between; and each reply must carry exactly its call's x, as echo and blob
+	// return it (at most UniqueSlack bytes of encoding around it). A reply that does not
+	// is an error of kind "payload". Payload must be at least UniqueTagLen.
+	Unique bool
+	// Observe, when set, is told of every call as it ends, and of every failed dial or
+	// handshake (warmup included, not the errors a cancelled ctx causes), from the
+	// connection's goroutine.
+	Observe func(Call) `json:"-"`
 }
+
+// Call is one call (or failed dial or handshake) as Config.Observe is told of it.
+type Call struct {
+	Target     string
+	Conn       int // the connection's index in its round
+	Start, End time.Time
+	Err        error // nil: it succeeded
+}
+
+// UniqueTagLen is the length of the tag of a Config.Unique call: "TTTTTTTT-CCCC-NNNNNNNNNN-"
+// (hex hash of the target's name, hex connection, decimal call number).
+const UniqueTagLen = 25
+
+// UniqueSlack is the most bytes a reply's payload of a Config.Unique call may have
+// besides x (its serializer's encoding of a str).
+const UniqueSlack = 64
 
 // ProgressInterval is how often Config.Progress is called.
 const ProgressInterval = 250 * time.Millisecond
@@ -162,6 +190,8 @@ func (c Config) Validate() error {
 		return errors.New("duration and calls are exclusive: a round ends after one of them")
 	case c.Payload < 0 || c.Payload > frame.MaxDataLen/2:
 		return fmt.Errorf("payload %d out of range", c.Payload)
+	case c.Unique && c.Payload < UniqueTagLen:
+		return fmt.Errorf("payload %d: unique calls need at least %d bytes", c.Payload, UniqueTagLen)
 	case c.Serializer != frame.Serpent && c.Serializer != frame.JSON && c.Serializer != frame.Marshal:
 		return fmt.Errorf("serializer %v: want serpent, json or marshal", c.Serializer)
 	case c.Rate < 0:
@@ -276,6 +306,7 @@ var ErrorKinds = []string{
 	"seq",        // a reply whose seq is not the request's
 	"serializer", // a reply in another serializer than the request's
 	"exception",  // a reply with the EXCEPTION flag
+	"payload",    // a reply that does not carry its call's x (Config.Unique)
 	"io",         // any other error
 }
 
@@ -324,13 +355,13 @@ type plan struct {
 	reqHeader frame.Header // the call's header, DataLen and AnnLen set
 	confirm   []byte       // oneway mode: the closing echo call
 	confirmH  frame.Header
+	xOff      int // where x starts in req
 }
 
 func newPlan(cfg Config) *plan {
 	p := &plan{cfg: cfg}
 	ser := cfg.Serializer
-	p.handshake = frame.AppendMessage(nil, frame.Header{Type: frame.Connect, Flags: frame.FlagMetaOnConnect, Serializer: ser},
-		nil, handshakePayload(nil, ser, cfg.Object))
+	p.handshake = HandshakeMessage(ser, cfg.Object)
 	x := strings.Repeat("x", cfg.Payload)
 	var ann frame.Annotations
 	var flags frame.Flags
@@ -345,6 +376,7 @@ func newPlan(cfg Config) *plan {
 	payload := callPayload(nil, ser, cfg.Object, method, x)
 	p.reqHeader = frame.Header{Type: frame.Invoke, Flags: flags, Serializer: ser, DataLen: len(payload), AnnLen: len(ann)}
 	p.req = frame.AppendMessage(nil, p.reqHeader, ann, payload)
+	p.xOff = len(p.req) - len(payload) + bytes.LastIndex(payload, []byte(x))
 	confirm := callPayload(nil, ser, cfg.Object, MethodEcho, "confirm")
 	p.confirmH = frame.Header{Type: frame.Invoke, Serializer: ser, DataLen: len(confirm)}
 	p.confirm = frame.AppendMessage(nil, p.confirmH, nil, confirm)
@@ -361,6 +393,7 @@ type round struct {
 	end     time.Time // no call starts at or after end (zero: ends after Calls)
 	left    atomic.Int64
 	runErrs *atomic.Int64 // errors of the whole run, for progress
+	hash    uint32        // Unique: of the target's name, in every tag
 
 	mu      sync.Mutex
 	hist    *hdrhistogram.Histogram
@@ -377,6 +410,9 @@ func (p *plan) runRound(ctx context.Context, t Target, index int, runStart time.
 	rd := &round{p: p, ctx: ctx, target: t, runErrs: runErrs, hist: newHistogram(),
 		kinds: map[string]int64{}, samples: map[string]string{}}
 	rd.left.Store(cfg.Calls)
+	h := fnv.New32a()
+	h.Write([]byte(t.Name))
+	rd.hash = h.Sum32()
 
 	// Connections and handshakes first, in parallel and unmeasured.
 	workers := make([]*worker, cfg.Conns)
@@ -386,8 +422,10 @@ func (p *plan) runRound(ctx context.Context, t Target, index int, runStart time.
 			req: append([]byte(nil), p.req...), confirm: append([]byte(nil), p.confirm...)}
 		workers[i] = w
 		wg.Go(func() {
+			start := w.now()
 			if err := w.connect(); err != nil {
 				w.fail(err)
+				w.observe(start, err)
 			}
 		})
 	}
@@ -511,6 +549,8 @@ type worker struct {
 	bytes    int64
 	last     time.Time
 	progress *atomic.Int64
+	tag      []byte // Unique: the tag of the call in req
+	n        int64  // Unique: calls made
 }
 
 // callError is a failed call of a known kind.
@@ -648,9 +688,11 @@ func (w *worker) run() {
 		if measured && rd.end.IsZero() && rd.left.Add(-1) < 0 {
 			break
 		}
+		start := w.now()
 		if w.conn == nil {
 			if err := w.connect(); err != nil {
 				w.fail(err)
+				w.observe(start, err)
 				dialFails++
 				if rd.end.IsZero() && dialFails >= 5 {
 					return // a round that ends after Calls would never end
@@ -660,7 +702,12 @@ func (w *worker) run() {
 			}
 		}
 		dialFails = 0
-		n, err := w.call(w.req, rd.p.reqHeader, cfg.Mode == ModeOneway)
+		var x []byte // the x the reply must carry
+		if cfg.Unique {
+			x = w.stamp()
+		}
+		n, err := w.call(w.req, rd.p.reqHeader, cfg.Mode == ModeOneway, x)
+		w.observe(start, err)
 		if err != nil {
 			w.fail(err)
 			continue
@@ -673,7 +720,7 @@ func (w *worker) run() {
 	}
 	if cfg.Mode == ModeOneway && w.conn != nil && rd.ctx.Err() == nil {
 		// One normal call: its reply means every oneway call before it was read.
-		if _, err := w.call(w.confirm, rd.p.confirmH, false); err != nil {
+		if _, err := w.call(w.confirm, rd.p.confirmH, false, nil); err != nil {
 			w.fail(err)
 		} else if w.calls > 0 {
 			w.last = time.Now()
@@ -693,9 +740,48 @@ func (w *worker) pause() {
 	}
 }
 
+// stamp writes the next call's tag into x in the worker's req, at its start and every
+// KiB, and returns x.
+func (w *worker) stamp() []byte {
+	p := w.rd.p
+	x := w.req[p.xOff : p.xOff+p.cfg.Payload]
+	w.n++
+	w.tag = fmt.Appendf(w.tag[:0], "%08x-%04x-%010d-", w.rd.hash, w.id&0xffff, w.n%1e10)
+	for k := 0; k+UniqueTagLen <= len(x); k += 1 << 10 {
+		copy(x[k:], w.tag)
+	}
+	return x
+}
+
+// carries reports whether payload is x as a serializer encodes a str: x whole, with at
+// most UniqueSlack bytes around it.
+func carries(payload, x []byte) bool {
+	if len(payload) < len(x) || len(payload)-len(x) > UniqueSlack {
+		return false
+	}
+	i := bytes.Index(payload[:len(payload)-len(x)+UniqueTagLen], x[:UniqueTagLen])
+	return i >= 0 && bytes.Equal(payload[i:i+len(x)], x)
+}
+
+// now is the time a call starts, for Config.Observe (zero without it: no clock read).
+func (w *worker) now() time.Time {
+	if w.rd.p.cfg.Observe == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// observe tells Config.Observe of a call (or dial) that started at start and ends now.
+func (w *worker) observe(start time.Time, err error) {
+	if f := w.rd.p.cfg.Observe; f != nil && (err == nil || w.rd.ctx.Err() == nil) {
+		f(Call{Target: w.rd.target.Name, Conn: w.id, Start: start, End: time.Now(), Err: err})
+	}
+}
+
 // call sends msg (its header rewritten with the next seq) and, unless oneway, reads and
-// checks the reply. It returns the wire bytes of request and reply.
-func (w *worker) call(msg []byte, h frame.Header, oneway bool) (int, error) {
+// checks the reply, which must carry x unless x is nil. It returns the wire bytes of
+// request and reply.
+func (w *worker) call(msg []byte, h frame.Header, oneway bool, x []byte) (int, error) {
 	w.seq++
 	h.Seq = w.seq
 	h.Put(msg)
@@ -735,7 +821,13 @@ func (w *worker) call(msg []byte, h frame.Header, oneway bool) (int, error) {
 	if bad != nil {
 		return 0, bad
 	}
-	if err := w.r.Discard(&m); err != nil {
+	if x == nil {
+		err = w.r.Discard(&m)
+	} else if err = w.r.ReadRest(&m); err == nil && !carries(m.Payload, x) {
+		err = &callError{kind: "payload", msg: fmt.Sprintf("reply to call %s (x of %d bytes) is %s (%d bytes)",
+			x[:UniqueTagLen], len(x), printable(m.Payload[:min(len(m.Payload), 80)]), len(m.Payload))}
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(msg) + frame.HeaderSize + rh.AnnLen + rh.DataLen, nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,6 +125,60 @@ func TestRunVerifiesReplies(t *testing.T) {
 				t.Errorf("calls %d, errors %v, samples %v", m.Calls, m.ErrorsByKind, m.ErrorSamples)
 			}
 		})
+	}
+}
+
+// TestRunUnique: with Unique every call's x is its own (a reply carrying another call's
+// x fails), every reply is checked against it, and Observe is told of every call.
+func TestRunUnique(t *testing.T) {
+	for _, mode := range []Mode{ModeCall, ModeBlob} {
+		for _, ser := range []frame.Serializer{frame.Serpent, frame.JSON, frame.Marshal} {
+			t.Run(string(mode)+"/"+ser.String(), func(t *testing.T) {
+				s := startEcho(t, nil)
+				var mu sync.Mutex
+				seen := map[int]int{}
+				res := run(t, Config{Targets: []Target{{"echo", s.Addr().String()}}, Conns: 2, Calls: 100, Payload: 3000,
+					Serializer: ser, Mode: mode, Unique: true, Observe: func(c Call) {
+						mu.Lock()
+						defer mu.Unlock()
+						if c.Err != nil || c.Target != "echo" || c.End.Before(c.Start) {
+							t.Errorf("observed %+v", c)
+						}
+						seen[c.Conn]++
+					}})
+				if m := res.Targets[0].Median; m.Calls != 100 || m.Errors != 0 {
+					t.Fatalf("calls %d, errors %v %v", m.Calls, m.ErrorsByKind, m.ErrorSamples)
+				}
+				if seen[0]+seen[1] != 100 {
+					t.Errorf("observed calls by connection %v, want 100 on connections 0 and 1", seen)
+				}
+
+				// The next call's x differs from this one's at each of its tags, and a
+				// reply carrying one call's x does not pass for another's.
+				w := &worker{rd: &round{p: newPlan(Config{Payload: 3000, Serializer: ser, Mode: mode, Unique: true})}}
+				w.req = append([]byte(nil), w.rd.p.req...)
+				x1 := append([]byte(nil), w.stamp()...)
+				x2 := w.stamp()
+				reply := appendStr(nil, ser, string(x1))
+				if ser == frame.Serpent {
+					reply = append([]byte(serpentHeader), reply...)
+				}
+				for k := 0; k < 3000; k += 1 << 10 {
+					if bytes.Equal(x1[k:k+UniqueTagLen], x2[k:k+UniqueTagLen]) {
+						t.Errorf("tag at %d is the same in two calls: %q", k, x1[k:k+UniqueTagLen])
+					}
+				}
+				if !carries(reply, x1) || carries(reply, x2) || carries(reply[:len(reply)-2], x1) {
+					t.Errorf("carries is wrong about %q", reply[:60])
+				}
+			})
+		}
+	}
+	// A server whose replies are not the call's x: every call fails, as "payload".
+	s := startEcho(t, func(s *EchoServer) { s.ResponseSize = 3000 })
+	res := run(t, Config{Targets: []Target{{"fixed", s.Addr().String()}}, Conns: 2, Calls: 20, Payload: 3000, Unique: true})
+	if m := res.Targets[0].Median; m.Calls != 0 || m.ErrorsByKind["payload"] != 20 || !strings.Contains(m.ErrorSamples["payload"], "reply to call") {
+		t.Errorf("calls %d, errors %v %v", m.Calls, m.ErrorsByKind, m.ErrorSamples)
 	}
 }
 
@@ -273,6 +328,7 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Serializer = frame.Pickle },
 		func(c *Config) { c.Mode = "stream" },
 		func(c *Config) { c.Rate = -1 },
+		func(c *Config) { c.Unique, c.Payload = true, UniqueTagLen-1 },
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,21 @@ func appendStr(dst []byte, ser frame.Serializer, s string) []byte {
 	return dst
 }
 
+// HandshakeMessage is the CONNECT the load generator sends to reach object (seq 0,
+// META_ON_CONNECT, {"handshake": "hello", "object": object}): a pooled dispatcher shares
+// its handshake cache entry and pools with the load generator's connections.
+func HandshakeMessage(ser frame.Serializer, object string) []byte {
+	return frame.AppendMessage(nil, frame.Header{Type: frame.Connect, Flags: frame.FlagMetaOnConnect, Serializer: ser},
+		nil, handshakePayload(nil, ser, object))
+}
+
+// CallMessage is the INVOKE of object.method(arg) with seq and flags, as a Pyro4 proxy
+// sends it.
+func CallMessage(ser frame.Serializer, seq uint16, flags frame.Flags, object, method, arg string) []byte {
+	return frame.AppendMessage(nil, frame.Header{Type: frame.Invoke, Flags: flags, Seq: seq, Serializer: ser},
+		nil, callPayload(nil, ser, object, method, arg))
+}
+
 // handshakePayload appends the CONNECT payload {"handshake": "hello", "object": object}.
 func handshakePayload(dst []byte, ser frame.Serializer, object string) []byte {
 	switch ser {

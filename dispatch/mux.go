@@ -517,7 +517,8 @@ func (c *muxConn) sendLarge(s *Session, head []byte, m *frame.Message, oneway bo
 	c.spare = before[:0]
 	if err != nil {
 		if fromClient(err) {
-			err = fmt.Errorf("%w: %v", errClientLeft, err)
+			// Still fromClient: the session ends on it rather than wait for a next request.
+			err = fmt.Errorf("%w: %w", errClientLeft, err)
 		} else {
 			err = fmt.Errorf("writing a large request: %w", err)
 		}
@@ -877,9 +878,13 @@ func (s *Session) pipeConnTo(member *routing.Member, nested, lastResort bool) (*
 		if try > 0 || !errors.Is(err, pool.ErrClosed) {
 			return nil, nil, err
 		}
-		if s.hs, err = s.st.handshakes.renew(s.hs); err != nil {
+		// Not renewed (its member left the configuration): the session keeps it, for the
+		// call routed again and the next member's handshake, made like it (handshakeWith).
+		h, err := s.st.handshakes.renew(s.hs)
+		if err != nil {
 			return nil, nil, err
 		}
+		s.hs = h
 	}
 }
 
