@@ -30,7 +30,7 @@ type armedConn struct {
 	// The Read in progress, for onReady (bound once to ready: no allocation per Read).
 	p          []byte
 	n          int
-	rerr, werr error
+	rerr, werr syscall.Errno // 0: none (Errno, not error: an idle session's memory counts)
 	ready      func(fd uintptr) bool
 }
 
@@ -92,14 +92,14 @@ func (a *armedConn) Read(p []byte) (int, error) {
 	if len(a.out) == 0 {
 		return a.Conn.Read(p)
 	}
-	a.p, a.n, a.rerr, a.werr = p, 0, nil, nil
+	a.p, a.n, a.rerr, a.werr = p, 0, 0, 0
 	err := a.rc.Read(a.ready)
 	n, rerr, werr := a.n, a.rerr, a.werr
 	a.p = nil
 	switch {
-	case werr != nil:
+	case werr != 0:
 		a.out = a.out[:0]
-		return 0, &net.OpError{Op: "write", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: werr}
+		return 0, &net.OpError{Op: "write", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
 	case len(a.out) > 0: // the socket was full, or the read ended before the write (deadline)
 		if ferr := a.flush(); ferr != nil {
 			return 0, ferr
@@ -110,7 +110,7 @@ func (a *armedConn) Read(p []byte) (int, error) {
 		return a.Conn.Read(p)
 	case err != nil:
 		return 0, err
-	case rerr != nil:
+	case rerr != 0:
 		return 0, &net.OpError{Op: "read", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
@@ -131,7 +131,7 @@ func (a *armedConn) onReady(fd uintptr) bool {
 			a.out = a.out[:copy(a.out, a.out[k:])]
 		}
 		if err != nil && err != syscall.EAGAIN {
-			a.werr = os.NewSyscallError("write", err)
+			a.werr = errno(err)
 			return true
 		}
 		if len(a.out) > 0 || !a.early {
@@ -142,6 +142,17 @@ func (a *armedConn) onReady(fd uintptr) bool {
 	for err == syscall.EINTR {
 		n, err = syscall.Read(int(fd), a.p)
 	}
-	a.n, a.rerr = max(n, 0), err
+	a.n, a.rerr = max(n, 0), errno(err)
 	return err != syscall.EAGAIN
+}
+
+// errno is err as the syscall package's functions return it: an Errno, or nil (0).
+func errno(err error) syscall.Errno {
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	if err != nil {
+		return syscall.EIO
+	}
+	return 0
 }

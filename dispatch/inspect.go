@@ -19,15 +19,14 @@ import (
 
 // sessionStats are what a session did, for the admin API (Session.mu).
 type sessionStats struct {
-	started          time.Time
-	calls            uint64
-	reqBytes         uint64
-	repBytes         uint64
-	backend          string    // the member of its last call (session mode: its own)
-	callStart        time.Time // the call in progress; zero when idle
-	corr             []byte
-	object, method   string
-	connected, ended bool
+	started        time.Time
+	calls          uint64
+	reqBytes       uint64
+	repBytes       uint64
+	backend        string    // the member of its last call (session mode: its own)
+	callStart      time.Time // the call in progress; zero when idle
+	corr           []byte
+	object, method string
 }
 
 // beginCall notes the call in progress (metrics on only).
@@ -61,6 +60,7 @@ type SessionInfo struct {
 	Backend   string    `json:"backend,omitempty"` // the member of its last call
 	Pinned    bool      `json:"pinned"`
 	PinReason string    `json:"pin_reason,omitempty"`
+	Parked    bool      `json:"parked"` // idle past pool.park_after: no goroutine, no buffers
 	Since     time.Time `json:"since"`
 	Calls     uint64    `json:"calls"`
 	ReqBytes  uint64    `json:"request_bytes"`
@@ -99,7 +99,7 @@ func (s *Session) info(now time.Time) SessionInfo {
 	defer s.mu.Unlock()
 	in := SessionInfo{
 		ID: s.id, Client: remoteAddr{s.client}.String(), Listener: s.st.name, Mode: mode, TLS: isTLS,
-		Backend: s.stats.backend, Pinned: s.pinned, PinReason: s.pinReason, Since: s.stats.started,
+		Backend: s.stats.backend, Pinned: s.pinned, PinReason: s.pinReason, Parked: s.parked, Since: s.stats.started,
 		Calls: s.stats.calls, ReqBytes: s.stats.reqBytes, RepBytes: s.stats.repBytes,
 	}
 	if !s.stats.callStart.IsZero() {
@@ -125,7 +125,7 @@ func (s *Server) CloseSession(id uint64, who string) bool {
 		return false
 	}
 	found.logger().Warn("closing client: asked by the admin API", zap.String("by", who))
-	found.client.Close()
+	found.closeClient()
 	return true
 }
 

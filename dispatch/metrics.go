@@ -90,6 +90,7 @@ type stateCollector struct{ s *Server }
 
 var (
 	descClients  = prometheus.NewDesc("pyro_dispatch_client_connections", "Client connections open now, by listener.", []string{"listener"}, nil)
+	descParked   = prometheus.NewDesc("pyro_dispatch_parked_client_connections", "Client connections of pooled listeners parked now (idle past pool.park_after: no goroutine, no buffers), by listener.", []string{"listener"}, nil)
 	descUp       = prometheus.NewDesc("pyro_dispatch_backend_up", "1 while a backend member takes calls, 0 while it is out (ejected, failing its health check, or drained).", []string{"group", "member"}, nil)
 	descInFlight = prometheus.NewDesc("pyro_dispatch_backend_in_flight", "Calls (pooled mode) or client connections (session mode) on a member now.", []string{"group", "member"}, nil)
 	descPoolConn = prometheus.NewDesc("pyro_dispatch_pool_connections", "Pooled upstream connections by listener, member and state (idle, in_use, dialing).", []string{"listener", "member", "state"}, nil)
@@ -100,7 +101,7 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descUp, descInFlight, descPoolConn, descPoolWait, descDials, descDialFail, descStale} {
+	for _, d := range []*prometheus.Desc{descClients, descParked, descUp, descInFlight, descPoolConn, descPoolWait, descDials, descDialFail, descStale} {
 		ch <- d
 	}
 }
@@ -108,17 +109,26 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	cfg := s.Config()
-	perListener := map[string]int{}
+	perListener, parked := map[string]int{}, map[string]int{}
 	for _, l := range cfg.Listeners {
 		perListener[l.Name] = 0
+		if l.Mode == config.ModePooled {
+			parked[l.Name] = 0
+		}
 	}
 	s.mu.Lock()
 	for sess := range s.sessions {
 		perListener[sess.st.name]++
+		if sess.isParked() {
+			parked[sess.st.name]++
+		}
 	}
 	s.mu.Unlock()
 	for name, n := range perListener {
 		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(n), name)
+	}
+	for name, n := range parked {
+		ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(n), name)
 	}
 	t := s.table.Load()
 	for _, b := range cfg.Backends {

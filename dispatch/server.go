@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -43,7 +44,10 @@ type Server struct {
 	metrics        *metrics.Metrics           // nil without an admin listener
 	nextID         atomic.Uint64              // session ids
 	objects        objectLabels               // metrics.objects
-	hangups        *hangups                   // session mode: daemons closing idle backend connections
+	watch          *watcher                   // sockets no goroutine reads: hang-ups of idle backends, parked clients
+	parkStop       chan struct{}              // ends parkIdle (nil: not running)
+	parkDone       chan struct{}
+	parkOnce       sync.Once
 
 	table     atomic.Pointer[routing.Table]
 	reloadMu  sync.Mutex  // serializes Start, Reload and Shutdown's listener changes
@@ -200,7 +204,11 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.table.Load().StartHealth(s.probe)
-	s.hangups = newHangups()
+	s.watch = newWatcher()
+	if s.watch != nil {
+		s.parkStop, s.parkDone = make(chan struct{}), make(chan struct{})
+		go s.parkIdle(s.parkStop, s.parkDone)
+	}
 	for _, l := range s.listeners {
 		s.serve(l)
 	}
@@ -466,11 +474,8 @@ func (s *Server) acceptLoop(l *listener) {
 			continue
 		}
 		sess.refusal, sess.refusalCause = reason, cause
-		s.sessionWG.Add(1)
-		go func() {
-			defer s.sessionWG.Done()
-			sess.run()
-		}()
+		s.sessionWG.Add(1) // until the session ends (run)
+		go sess.run(false)
 	}
 }
 
@@ -538,6 +543,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.reloadMu.Unlock()
 	s.acceptWG.Wait()
 	s.table.Load().Retire(nil)
+	s.stopParking()
 	s.mu.Lock()
 	for sess := range s.sessions {
 		sess.wakeIfIdle()
@@ -548,7 +554,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessionWG.Wait()
 		close(done)
 	}()
-	defer s.hangups.stop()
+	defer s.watch.stop()
 	defer s.closePools(false)
 	select {
 	case <-done:
@@ -556,7 +562,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for sess := range s.sessions {
-			sess.client.Close()
+			sess.closeClient()
 			if up := sess.upstreamConn(); up != nil {
 				up.Close()
 			}
@@ -566,6 +572,54 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// parkSweep is how often parkIdle looks at the sessions. Once freeAfterParking sessions
+// were asked to park, the memory of their goroutine stacks is returned to the system
+// (debug.FreeOSMemory) as soon as a sweep asks no more (or after 8 times as many), rather
+// than gradually by the runtime.
+const (
+	parkSweep        = 250 * time.Millisecond
+	freeAfterParking = 512
+)
+
+// parkIdle runs until stop closes: every parkSweep it asks the pooled sessions idle for
+// their listener's pool.park_after to park and resumes parked ones whose idle timeout
+// passed (Session.sweep).
+func (s *Server) parkIdle(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(parkSweep)
+	defer t.Stop()
+	parking := 0 // asked since memory was last returned
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			asked := 0
+			s.mu.Lock()
+			for sess := range s.sessions {
+				if sess.sweep(now) {
+					asked++
+				}
+			}
+			s.mu.Unlock()
+			if parking += asked; parking >= freeAfterParking && (asked == 0 || parking >= 8*freeAfterParking) {
+				debug.FreeOSMemory()
+				parking = 0
+			}
+		}
+	}
+}
+
+// stopParking ends parkIdle, once.
+func (s *Server) stopParking() {
+	s.parkOnce.Do(func() {
+		if s.parkStop != nil {
+			close(s.parkStop)
+			<-s.parkDone
+		}
+	})
 }
 
 // closePools closes the upstream pools of pooled listeners, those of listener states

@@ -47,16 +47,14 @@ type Session struct {
 	csMember     *routing.Member
 	log          *zap.Logger // with the session's fields; built by logger() when first needed
 
-	req   routing.Request // the CONNECT or call being routed
-	group *routing.Group  // where the CONNECT or (pooled mode) the current call goes
-	pin   *routing.Member // the one member of group it goes to (a learned object id); nil: by balance
-	nsbuf []byte          // a name server reply with its URIs translated (name-server view)
+	*scratch                 // what serving a message needs; nil while parked
+	group    *routing.Group  // where the CONNECT or (pooled mode) the current call goes
+	pin      *routing.Member // the one member of group it goes to (a learned object id); nil: by balance
 	// The serializer policies that apply (session mode: as at the CONNECT; pooled: as
 	// at the last call's routing): the listener's, and the route's with its index.
 	lpolicy, policy config.SerializerSet
 	rule            int
 	member          *routing.Member // the current upstream's daemon
-	counted         bool            // member.Begin was called for the connection or call
 	upstream        net.Conn        // the current upstream: for the session, or for the call (pooled)
 	cr, ur          *frame.Reader
 	cl, up          *armedConn // client and (session mode) upstream, as cr and ur read them
@@ -64,32 +62,49 @@ type Session struct {
 	hs     *handshake    // pooled mode: this client's handshake with the current member
 	hsSeen [4]*handshake // pooled mode: its handshakes with other members, recently used
 	lease  pool.Lease    // pooled mode: the leased upstream (Conn nil when none)
-	pinned bool          // pooled mode: keep the lease until the client disconnects
-	// affinityUnknown: pooled mode, the CONNECT named no object; the first INVOKE decides.
-	affinityUnknown bool
-
-	head []byte              // scratch for a rewritten header and annotations
-	corr [frame.CorrLen]byte // the current call's correlation id
-	w    writer              // scratch for writing one message
-
 	// Pipelined pooled mode: while pending, call belongs to the mux connection that will
 	// deliver its reply, and s.head, s.corr and writes to the client are not the
 	// session's to touch until awaitCall. Allocated at the first pipelined call.
 	call    *pipelinedCall
 	pending bool
+	pinned  bool // pooled mode: keep the lease until the client disconnects
+	// affinityUnknown: pooled mode, the CONNECT named no object; the first INVOKE decides.
+	affinityUnknown bool
+	counted         bool // member.Begin was called for the connection or call
+	upDeadline      bool // a read deadline is set on upstream
+	clDeadline      bool // a read deadline is set on client
+	// (The fields are ordered to pack: an idle client's memory counts.)
 
-	upDeadline bool // a read deadline is set on upstream
-	clDeadline bool // a read deadline is set on client
-
-	mu     sync.Mutex // guards busy, hungUp and upstream against Server.Shutdown and hangups
+	mu     sync.Mutex // guards busy, hungUp, upstream and parking against Server.Shutdown and the watcher
 	busy   bool
 	hungUp bool   // session mode: the daemon closed the backend connection
-	hupID  uint32 // session mode: its token with the server's hangups
+	hupID  uint32 // session mode: its token with the server's watcher
+
+	// Parking (pooled mode, see park): idleAt is when the session began waiting for the
+	// client's next request, as time since stats.started (0: not yet); parkAsked: the
+	// sweep asked it to park in this wait (at most once); parked: it has no goroutine
+	// and parkID is its watcher token.
+	idleAt    time.Duration
+	parkAsked bool
+	parked    bool
+	resumed   bool // the wait continues (after parking, or asked to park): idleAt stands
+	toPark    bool // waitRequest ended for park
+	parkID    uint32
+}
+
+// scratch is a session's working state for the message it serves: allocated with the
+// session, dropped while it is parked (over half of what an idle session would hold).
+type scratch struct {
+	req   routing.Request     // the CONNECT or call being routed
+	nsbuf []byte              // a name server reply with its URIs translated (name-server view)
+	head  []byte              // a rewritten header and annotations
+	corr  [frame.CorrLen]byte // the current call's correlation id
+	w     writer              // writing one message
 }
 
 // clientReadBuffer is the initial read buffer of a client connection: a CONNECT and most
 // calls fit; it grows on demand. Small, because idle clients are most clients.
-const clientReadBuffer = 512
+const clientReadBuffer = 448
 
 // logger returns the session's logger, with listener, client and backend fields. It is
 // built on first use: most sessions never log, and a logger with fields costs memory.
@@ -119,7 +134,7 @@ func (s *Session) upstreamConn() net.Conn {
 
 func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	st.hold()
-	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c, true), id: srv.nextID.Add(1)}
+	s := &Session{srv: srv, st: st, client: c, ip: clientIP(c), cl: newArmedConn(c, true), id: srv.nextID.Add(1), scratch: &scratch{}}
 	s.ipr = srv.rates.of(s.ip)
 	s.stats.started = time.Now()
 	if _, ok := c.(*tls.Conn); ok {
@@ -134,21 +149,46 @@ func newSession(srv *Server, st *lnState, c net.Conn) *Session {
 	return s
 }
 
-// run serves the session until either side closes, an error, or shutdown. A panic ends
-// the session only (recoverPanic).
-func (s *Session) run() {
-	defer s.closeAll()
+// run serves the session on its goroutine until either side closes, an error, or
+// shutdown (the Server's sessionWG counts it until then), or until it parks; resumed
+// continues a parked session. A panic ends the session only (recoverPanic).
+func (s *Session) run(resumed bool) {
+	if !s.serve(resumed) {
+		s.srv.sessionWG.Done()
+	}
+}
+
+// serve is run's work; it reports true when the session parked: then the watcher owns
+// it, and nothing here may touch it any more.
+func (s *Session) serve(resumed bool) (parked bool) {
+	defer func() {
+		if !parked {
+			s.closeAll()
+		}
+	}()
 	defer s.recoverPanic()
-	if tc, ok := s.client.(*tls.Conn); ok && !s.acceptTLS(tc) {
-		return
+	if resumed {
+		s.scratch = &scratch{}
+	} else {
+		if tc, ok := s.client.(*tls.Conn); ok && !s.acceptTLS(tc) {
+			return false
+		}
+		if !s.handshake() {
+			return false
+		}
 	}
-	if !s.handshake() {
-		return
-	}
-	for s.waitRequest() {
-		if err := s.relayCall(); err != nil {
-			s.logEnd(err)
-			return
+	for {
+		for s.waitRequest() {
+			if err := s.relayCall(); err != nil {
+				s.logEnd(err)
+				return false
+			}
+		}
+		if !s.toPark {
+			return false
+		}
+		if s.park() {
+			return true
 		}
 	}
 }
@@ -349,7 +389,7 @@ func (s *Session) handshakeSession(m *frame.Message, g *routing.Group) bool {
 			member.Succeeded()
 			member.Begin()
 			s.counted = true
-			s.hupID = s.srv.hangups.watch(s, s.upstream)
+			s.hupID = s.srv.watch.watchHangup(s, s.upstream)
 		}
 		return ok
 	}
@@ -408,11 +448,20 @@ func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout ti
 }
 
 // waitRequest waits for the client's next request under the idle timeout, and marks the
-// session busy. It reports false when the session should end.
+// session busy. It reports false when the session should end, or park (parkNow).
 func (s *Session) waitRequest() bool {
+	var now time.Time
+	if s.st.pooled && !s.resumed {
+		now = time.Now()
+	}
 	s.mu.Lock()
 	s.busy = false
 	hungUp := s.hungUp
+	if !s.resumed {
+		s.idleAt, s.parkAsked = now.Sub(s.stats.started), false
+	}
+	resumed := s.resumed
+	s.resumed = false
 	s.mu.Unlock()
 	if hungUp {
 		s.logHungUp()
@@ -421,18 +470,25 @@ func (s *Session) waitRequest() bool {
 	if s.srv.isDraining() {
 		return false
 	}
-	s.setClientDeadline(s.srv.cfg.Timeouts.Idle)
+	if idle := s.srv.cfg.Timeouts.Idle; resumed && idle > 0 { // the idle time counts from before parking
+		s.clDeadline = true
+		s.client.SetReadDeadline(s.stats.started.Add(s.idleAt + idle))
+	} else {
+		s.setClientDeadline(idle)
+	}
 	err := s.cr.Wait()
 	s.mu.Lock()
 	s.busy = err == nil
 	hungUp = s.hungUp
+	asked := s.parkAsked
 	s.mu.Unlock()
 	switch {
 	case hungUp: // a request that came meanwhile is not sent: the daemon is gone
 		s.logHungUp()
 	case err == nil:
-		if s.srv.isDraining() {
-			s.clDeadline = true // Shutdown may have set one just before busy: clear it
+		if asked || s.srv.isDraining() {
+			// The sweep or Shutdown may have set a deadline just before busy: clear it.
+			s.clDeadline = true
 			s.setClientDeadline(0)
 		}
 		return true
@@ -440,6 +496,8 @@ func (s *Session) waitRequest() bool {
 		s.debug("closed idle client for shutdown")
 	case errors.Is(err, io.EOF):
 		s.debug("client closed the connection")
+	case errors.Is(err, os.ErrDeadlineExceeded) && asked && !s.idleTimedOut():
+		s.toPark = true
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.logger().Info("closed idle client", zap.Duration("idle_timeout", s.srv.cfg.Timeouts.Idle))
 	default:
@@ -447,6 +505,111 @@ func (s *Session) waitRequest() bool {
 	}
 	return false
 }
+
+// park ends the session's goroutine while its client is idle (pooled mode; asked by the
+// server's sweep once the client has been idle for pool.park_after): its read buffer and
+// scratch are freed and the server's watcher watches its socket. The client's next
+// request or its end, the idle timeout or Shutdown give it a goroutine again (unpark),
+// which goes on waiting as before. A session holding more than its client's socket (a
+// pinned or leased upstream, a pipelined call not answered yet, bytes of a request, TLS
+// state) is not parked. It reports whether the session parked: then it belongs to the
+// watcher.
+func (s *Session) park() bool {
+	s.toPark = false
+	s.resumed = true // parked or not, the same wait goes on: idleAt stands
+	s.clDeadline = true
+	s.setClientDeadline(0) // the sweep's
+	if s.pending {         // a pipelined call: answered by now, unless it is slow
+		select {
+		case <-s.call.done:
+			s.pending = false
+		default:
+			return false
+		}
+	}
+	if _, ok := s.client.(*tls.Conn); ok || s.lease.Conn != nil || s.upstream != nil || len(s.cl.out) > 0 || !s.cr.Release() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv.isDraining() || s.hungUp {
+		return false
+	}
+	if s.parkID = s.srv.watch.watchParked(s); s.parkID == 0 {
+		return false
+	}
+	// The watcher may take it now, but resumes it only once s.mu is unlocked.
+	s.parked, s.cl.out, s.scratch = true, nil, nil
+	return true
+}
+
+// unpark gives a parked session a goroutine again; the watcher calls it once it took the
+// session's registration (its client sent something, or left).
+func (s *Session) unpark() {
+	s.mu.Lock()
+	s.parked = false
+	s.mu.Unlock()
+	go s.run(true)
+}
+
+// resumeLocked (s.mu held) takes a parked session back from the watcher and gives it a
+// goroutine again, unless the watcher took it first (then it calls unpark).
+func (s *Session) resumeLocked() {
+	if s.srv.watch.forget(s.parkID) {
+		s.parked = false
+		go s.run(true)
+	}
+}
+
+// isParked reports whether the session is parked now.
+func (s *Session) isParked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parked
+}
+
+// closeClient closes the client's connection from outside the session's goroutine; a
+// parked session gets one again first, to end.
+func (s *Session) closeClient() {
+	s.mu.Lock()
+	if s.parked {
+		s.resumeLocked()
+	}
+	s.mu.Unlock()
+	s.client.Close()
+}
+
+// sweep, called by the server's sweep (parkIdle), asks a pooled session idle for
+// pool.park_after to park (once per wait; its wait ends with a deadline) and resumes a
+// parked one whose idle timeout passed, to end it. It reports whether it asked.
+func (s *Session) sweep(now time.Time) bool {
+	if !s.st.pooled {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.parked:
+		if idle := s.srv.cfg.Timeouts.Idle; idle > 0 && s.idleFor(now) >= idle {
+			s.resumeLocked()
+		}
+	case !s.busy && !s.parkAsked && s.idleAt > 0 && s.idleFor(now) >= s.st.cfg.Pool.ParkAfter:
+		s.parkAsked = true
+		s.client.SetReadDeadline(now)
+		return true
+	}
+	return false
+}
+
+// idleTimedOut reports whether the session has waited for its client's next request for
+// the idle timeout.
+func (s *Session) idleTimedOut() bool {
+	idle := s.srv.cfg.Timeouts.Idle
+	return idle > 0 && s.idleFor(time.Now()) >= idle
+}
+
+// idleFor is how long the session has been waiting for its client's next request at now.
+func (s *Session) idleFor(now time.Time) time.Duration { return now.Sub(s.stats.started) - s.idleAt }
 
 // relayCall moves one request to the backend and, unless it is oneway, the backend's
 // reply back. An error ends the session.
@@ -1099,13 +1262,17 @@ func (s *Session) logHungUp() {
 	s.logger().Info("the daemon closed the idle backend connection (its COMMTIMEOUT, a restart): closing the client's connection, as a direct one would close")
 }
 
-// wakeIfIdle interrupts a session waiting for a request, for shutdown.
+// wakeIfIdle interrupts a session waiting for a request, for shutdown; a parked one is
+// given a goroutine again, which sees the shutdown.
 func (s *Session) wakeIfIdle() {
 	s.mu.Lock()
-	if !s.busy {
+	defer s.mu.Unlock()
+	switch {
+	case s.parked:
+		s.resumeLocked()
+	case !s.busy:
 		s.client.SetReadDeadline(time.Now()) // the session sees a timeout and ends
 	}
-	s.mu.Unlock()
 }
 
 // closeAll closes the client and its upstream: a pinned or mid-call lease is destroyed,
@@ -1123,7 +1290,7 @@ func (s *Session) closeAll() {
 		s.w.pipe.Close()
 	}
 	s.endCount()
-	s.srv.hangups.forget(s.hupID, s.upstream)
+	s.srv.watch.forget(s.hupID)
 	switch {
 	case s.lease.Conn != nil:
 		s.lease.Destroy()

@@ -33,6 +33,7 @@ type Reader struct {
 	src        io.Reader
 	lim        Limits
 	buf        []byte
+	size       int // the initial buffer size, for a buffer given up by Release
 	start, end int // buf[start:end] holds bytes read and not yet handed out
 	msgStart   int // offset of the current message's header in buf
 	pending    int // payload bytes of the current message still on src
@@ -45,7 +46,17 @@ func NewReader(src io.Reader, size int, lim Limits) *Reader {
 	if size < HeaderSize {
 		size = DefaultReadBufferSize
 	}
-	return &Reader{src: src, lim: lim, buf: make([]byte, size)}
+	return &Reader{src: src, lim: lim, buf: make([]byte, size), size: size}
+}
+
+// Release gives up the buffer when nothing is buffered (it reports whether it did), for
+// a reader that will wait long: the next read allocates one of the initial size again.
+func (r *Reader) Release() bool {
+	if r.end != r.start || r.pending != 0 {
+		return false
+	}
+	r.buf, r.start, r.end, r.msgStart = nil, 0, 0, 0
+	return true
 }
 
 // Reset makes r read from src, keeping its buffer and limits.
@@ -148,7 +159,7 @@ func (r *Reader) fill(n int) error {
 	}
 	if len(r.buf)-r.start < n {
 		if len(r.buf) < n {
-			nb := make([]byte, max(n, 2*len(r.buf)))
+			nb := make([]byte, max(n, 2*len(r.buf), r.size))
 			r.end = copy(nb, r.buf[r.start:r.end])
 			r.buf = nb
 		} else {

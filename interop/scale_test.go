@@ -595,7 +595,9 @@ func scaleStartInProcess(tb testing.TB, backend, mode string, poolMaxOpen int) (
 
 // BenchmarkPooledIdleMemory measures the dispatcher binary's memory per idle client:
 // VmRSS after scaleIdleConns handshaked idle clients minus before, per client, in pooled
-// mode (--pool-max-open 8) in front of the Go backend. Run it once:
+// mode (--pool-max-open 8) in front of the Go backend: rss-B/idle-client once they are
+// parked (pool.park_after, 1 s by default, then a sweep), rss-unparked-B/idle-client
+// before that (each with its goroutine and read buffer). Run it once:
 //
 //	go test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x ./interop
 func BenchmarkPooledIdleMemory(b *testing.B) {
@@ -603,7 +605,7 @@ func BenchmarkPooledIdleMemory(b *testing.B) {
 	bin := buildDispatcher(b, b.TempDir())
 	backend := scaleGoBackend(b)
 	b.ResetTimer()
-	var perConn, rate float64
+	var perConn, unparked, rate float64
 	for range b.N {
 		b.StopTimer()
 		d := scaleServe(b, bin, backend, "--mode", "pooled", "--pool-max-open", strconv.Itoa(scalePoolMaxOpen),
@@ -621,14 +623,23 @@ func BenchmarkPooledIdleMemory(b *testing.B) {
 			b.Fatalf("%d of %d handshaked: %q %v", len(idle.conns), scaleIdleConns, scaleFirst(idle.fails), scaleFirst(idle.errs))
 		}
 		time.Sleep(300 * time.Millisecond)
-		rss1 := scaleRSS(b, d.pid())
-		perConn = float64(rss1-rss0) / scaleIdleConns
+		unparked = float64(scaleRSS(b, d.pid())-rss0) / scaleIdleConns
+		// Parked after park_after (1 s) from their handshake; the memory of their stacks is
+		// returned at the sweep after (250 ms).
+		time.Sleep(config.DefaultPoolParkAfter + 2*time.Second)
+		perConn = float64(scaleRSS(b, d.pid())-rss0) / scaleIdleConns
 		rate = scaleIdleConns / idle.elapsed.Seconds()
+		for _, c := range idle.conns[:100] { // parked clients still answer
+			if err := (&scaleClient{c: c, r: frame.NewReader(c, 0, frame.Limits{})}).call(); err != nil {
+				b.Fatalf("a parked client's call: %v", err)
+			}
+		}
 		idle.closeAll()
 		warm.closeAll()
 		d.stop()
 	}
 	b.ReportMetric(perConn, "rss-B/idle-client")
+	b.ReportMetric(unparked, "rss-unparked-B/idle-client")
 	b.ReportMetric(rate, "handshakes/s")
 }
 
@@ -665,7 +676,7 @@ func BenchmarkPooledIdleHeap(b *testing.B) {
 		if len(idle.conns) != scaleHeapConns {
 			b.Fatalf("%d of %d handshaked: %q %v", len(idle.conns), scaleHeapConns, scaleFirst(idle.fails), scaleFirst(idle.errs))
 		}
-		time.Sleep(300 * time.Millisecond)
+		scaleWaitParked(b, srv, scaleHeapConns)
 		var mNoGC runtime.MemStats
 		runtime.ReadMemStats(&mNoGC) // stacks as the handshakes left them
 		stackNoGC = float64(int64(mNoGC.StackInuse)-int64(m0.StackInuse)) / scaleHeapConns
@@ -695,6 +706,27 @@ func BenchmarkPooledIdleHeap(b *testing.B) {
 	b.ReportMetric(stack, "stack-B/idle-client")
 	b.ReportMetric(stackNoGC, "stack-before-gc-B/idle-client")
 	b.ReportMetric(goroutines, "goroutines/idle-client")
+}
+
+// scaleWaitParked waits until at least n sessions of srv are parked (pool.park_after).
+func scaleWaitParked(tb testing.TB, srv *dispatch.Server, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parked := 0
+		for _, in := range srv.SessionList() {
+			if in.Parked {
+				parked++
+			}
+		}
+		if parked >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d idle clients parked after 30 s", parked, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // scaleClient is a Go Pyro4 client that repeats add(1, 2) after a real client's CONNECT.

@@ -43,6 +43,7 @@ type configFlags struct {
 	poolWait  time.Duration
 	pipeline  int
 	maxIdle   time.Duration
+	parkAfter time.Duration
 	logLevel  string
 	logFormat string
 	access    bool
@@ -77,6 +78,7 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.affinity, "affinity", nil, "pooled mode: object id pattern whose clients keep one backend connection (repeatable)")
 	fs.IntVar(&c.poolOpen, "pool-max-open", config.DefaultPoolMaxOpen, "pooled mode: most backend connections per handshake")
 	fs.DurationVar(&c.poolWait, "pool-wait-timeout", config.DefaultPoolWait, "pooled mode: how long a call waits for a free backend connection")
+	fs.DurationVar(&c.parkAfter, "pool-park-after", config.DefaultPoolParkAfter, "pooled mode: a client idle this long costs no goroutine or buffers until its next request")
 	fs.DurationVar(&c.maxIdle, "pool-max-idle-time", config.DefaultPoolMaxIdleTime, "pooled mode: retire a backend connection unused this long, before the daemon's COMMTIMEOUT can close it under a call")
 	fs.IntVar(&c.pipeline, "pool-pipeline", 1, "pooled mode: calls of different clients in flight at once on one backend connection (1: one at a time)")
 	fs.StringVar(&c.logLevel, "log-level", d.Log.Level, "log level: debug, info, warn, error")
@@ -152,6 +154,9 @@ func (c *configFlags) config(fs *pflag.FlagSet) (config.Config, error) {
 		}
 		if fs.Changed("pool-pipeline") {
 			l.Pool.Pipeline = c.pipeline
+		}
+		if fs.Changed("pool-park-after") {
+			l.Pool.ParkAfter = c.parkAfter
 		}
 		if fs.Changed("pool-max-idle-time") {
 			l.Pool.MaxIdleTime = c.maxIdle
