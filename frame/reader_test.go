@@ -151,3 +151,57 @@ func BenchmarkReaderNext(b *testing.B) {
 		}
 	}
 }
+
+// Release gives the buffer up only between messages with nothing read ahead; the reader
+// then reads on with a new buffer of its initial size.
+func TestReaderRelease(t *testing.T) {
+	var stream []byte
+	for i := range 3 {
+		stream = append(stream, message(Invoke, uint16(i), nil, strings.Repeat("x", 100))...)
+	}
+	first := len(stream) / 3
+	r := NewReader(iotest.HalfReader(bytes.NewReader(stream)), 64, Limits{})
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Release() {
+		t.Fatal("released with a payload pending")
+	}
+	r = NewReader(bytes.NewReader(stream), 1024, Limits{}) // reads all three at once
+	if m, err = r.Next(); err == nil {
+		err = r.ReadRest(&m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() == 0 || r.Release() {
+		t.Fatalf("released with %d bytes of the next message buffered", r.Buffered())
+	}
+	r = NewReader(bytes.NewReader(stream[:first]), 64, Limits{})
+	if m, err = r.Next(); err == nil {
+		err = r.ReadRest(&m)
+	}
+	if err != nil || r.Buffered() != 0 {
+		t.Fatalf("%v, %d buffered", err, r.Buffered())
+	}
+	if !r.Release() || r.buf != nil {
+		t.Fatal("not released between messages")
+	}
+	r.Reset(bytes.NewReader(stream[first:]))
+	for i := 1; i < 3; i++ {
+		if err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.buf) != 64 && i == 1 {
+			t.Fatalf("new buffer of %d bytes, want the initial 64", len(r.buf))
+		}
+		if m, err = r.Next(); err == nil {
+			err = r.ReadRest(&m)
+		}
+		if err != nil || m.Header.Seq != uint16(i) || len(m.Payload) != 100 {
+			t.Fatalf("message %d after Release: %+v %v", i, m.Header, err)
+		}
+		r.Release()
+	}
+}
