@@ -2,12 +2,15 @@
 # `make bench`: the comparison run. Starts the Go echo daemon (`pyro-dispatch echo`),
 # pyro-dispatch in front of it (session mode, the transparent default, and pooled mode with
 # pipelining),
-# HAProxy (mode tcp) and nginx (stream), and Pyro4's own SerializedBlob dispatcher in
-# Python; and, for the workload "3 replicas", three more echo daemons behind pyro-dispatch
-# (a YAML config: one backend group, balance: least_inflight; session and pipelined pooled
-# mode) and behind HAProxy (balance leastconn). Measures them all in interleaved rounds
-# with `pyro-dispatch bench` (Go load generator, json) and bench/python/load.py (Python
-# Pyro4 clients); measures the HTTP gateway against pyro4-httpgateway (bench/http.sh, in
+# HAProxy (mode tcp) and nginx (stream), Pyro4's own SerializedBlob dispatcher in
+# Python, and a plain Go splice relay (bench/cmd/splicerelay, the physical limit of the
+# 64 MiB workloads); and, for the workload "3 replicas", three more echo daemons behind
+# pyro-dispatch (a YAML config: one backend group, balance: least_inflight; session and
+# pipelined pooled mode) and behind HAProxy (balance leastconn). Measures them all in
+# interleaved rounds with `pyro-dispatch bench` (Go load generator, json) and
+# bench/python/load.py (Python Pyro4 clients); measures the memory per idle client of
+# pooled mode (`go test -bench BenchmarkPooledIdleMemory ./interop`: 3 runs of 10,000 idle
+# clients); measures the HTTP gateway against pyro4-httpgateway (bench/http.sh, in
 # 2 rounds of 2 s: about a minute); then writes bench/RESULTS.md and the SVG charts in
 # bench/charts/ (bench/cmd/compare; the HTTP section is bench/http.sh's, put in before
 # "How it was measured").
@@ -89,14 +92,17 @@ lib_traps
 log "building pyro-dispatch and the report tool"
 $GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
 $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
+$GO build -trimpath -o "$TMP/splice-relay" ./bench/cmd/splicerelay
 PD=$TMP/pyro-dispatch
 
-BASE=$(pick_ports 15)
+BASE=$(pick_ports 16)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 # the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
 P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))
 # pyro-dispatch with its admin listener (metrics on), and that listener
 P_PDADM=$((BASE + 13)) P_ADMIN=$((BASE + 14))
+# the plain Go splice relay (64 MiB workloads only)
+P_SPLICE=$((BASE + 15))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -118,13 +124,14 @@ H=127.0.0.1
 
 # --- servers ---------------------------------------------------------------------------
 
-log "starting echo :$P_ECHO, pyro-dispatch :$P_PD (session) :$P_PIPE (pipelined), haproxy :$P_HAPROXY, nginx :$P_NGINX, Python dispatcher :$P_PYD"
+log "starting echo :$P_ECHO, pyro-dispatch :$P_PD (session) :$P_PIPE (pipelined), haproxy :$P_HAPROXY, nginx :$P_NGINX, Python dispatcher :$P_PYD, splice relay :$P_SPLICE"
 start echo "$PD" echo --listen $H:$P_ECHO --max-message-size 256MiB --quiet
 wait_port echo $P_ECHO
 start pyro-dispatch "$PD" serve --listen $H:$P_PD --backend $H:$P_ECHO
 start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO --procs 1
 start pyro-dispatch-admin "$PD" serve --listen $H:$P_PDADM --backend $H:$P_ECHO --admin $H:$P_ADMIN
 start pyro-dispatch-pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 8
+start splice-relay "$TMP/splice-relay" --listen $H:$P_SPLICE --backend $H:$P_ECHO
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
 start haproxy haproxy -db -f "$TMP/haproxy.cfg"
@@ -179,7 +186,7 @@ sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \
   bench/haproxy-replicas.cfg >"$TMP/haproxy-replicas.cfg"
 start haproxy-lb haproxy -db -f "$TMP/haproxy-replicas.cfg"
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD \
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD splice-relay:$P_SPLICE \
   pyro-dispatch-lb:$P_LB pyro-dispatch-lb-pipelined:$P_LBPIPE haproxy-lb:$P_HALB; do
   wait_port "${s%%:*}" "${s##*:}"
 done
@@ -189,7 +196,7 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 for pid in $(ps -o pid= --ppid "$PID_nginx"); do PIDS+=("$pid"); done
-log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pipelined $PID_pyro_dispatch_pipelined, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher"
+log "servers up: echo $PID_echo, pyro-dispatch $PID_pyro_dispatch, pipelined $PID_pyro_dispatch_pipelined, haproxy $PID_haproxy, nginx $PID_nginx (+ workers), Python dispatcher $PID_python_dispatcher, splice relay $PID_splice_relay"
 log "replicas up: echo $PID_replica_1 $PID_replica_2 $PID_replica_3, pyro-dispatch $PID_pyro_dispatch_lb, pipelined $PID_pyro_dispatch_lb_pipelined, haproxy $PID_haproxy_lb"
 
 # --- workloads ------------------------------------------------------------------------
@@ -200,6 +207,7 @@ if [ "$QUICK" = 1 ]; then
   MIB="--duration 500ms --warmup 200ms --rounds 1"
   BIG="--duration 1s --warmup 500ms --rounds 1"
   PYARGS="--duration 0.5 --warmup 0.2 --rounds 1"
+  IDLECOUNT=1
   HTTPENV=() # bench/http.sh's quick run: 1 round of 1 s
 else
   # Short rounds but several: on a shared machine a median of 5 survives two disturbed rounds.
@@ -209,6 +217,8 @@ else
   MIB="--duration 2s --warmup 500ms --rounds 3"
   BIG="--duration 3s --warmup 1s --rounds 3"
   PYARGS="--duration 3 --warmup 0.5 --rounds 3"
+  # Memory per idle client: 3 runs of 10,000 idle clients (~6 s each).
+  IDLECOUNT=3
   # The HTTP gateway: 2 rounds of 2 s of each of its 8 wrk runs and 4 direct ones (~1 minute).
   HTTPENV=(HTTP_ROUNDS=2 HTTP_DURATION=2)
 fi
@@ -254,7 +264,8 @@ done
 for conns in 1 4; do
   # shellcheck disable=SC2086
   bench_workload "large-64MiB-c$conns" large "large calls: 64 MiB payload, $(plural $conns)" \
-    $TARGETS -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX $CPU --payload 64MiB --conns $conns $BIG --timeout 60s
+    $TARGETS -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX -t splice-relay=$H:$P_SPLICE $CPU --cpu splice-relay=$PID_splice_relay \
+    --payload 64MiB --conns $conns $BIG --timeout 60s
 done
 
 log "Python clients: direct, pyro-dispatch (session, pipelined), Python SerializedBlob dispatcher"
@@ -265,6 +276,14 @@ pycmd=($PY bench/python/load.py --target direct=PYRO:echo@$H:$P_ECHO --target py
 printf '%s\t%s\t%s\t%s\t%s\n' python python "Python clients: blob(SerializedBlob), 1 KiB, 4 processes × 4 threads" \
   "$CHARTS/python.svg" "$(shq "${pycmd[@]}")" >>"$TMP/workloads.txt"
 run "${pycmd[@]}" || log "python: some calls failed (exit $?), see the report"
+
+# The benchmark raises its own file limit (it needs 10,500 descriptors) and starts its own
+# dispatcher; compare reads $TMP/idle-memory.txt: the command, then go test's output.
+log "memory per idle client: $IDLECOUNT run(s) of 10,000 idle clients of pooled mode (interop BenchmarkPooledIdleMemory)"
+idlecmd=($GO test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count $IDLECOUNT ./interop)
+printf '# %s\n' "$(shq "${idlecmd[@]}")" >"$TMP/idle-memory.txt"
+run "${idlecmd[@]}" >>"$TMP/idle-memory.txt" 2>&1 || log "idle memory: go test failed (exit $?): not measured, see $TMP/idle-memory.txt"
+grep '^Benchmark' "$TMP/idle-memory.txt" >&2 || true
 
 log "HTTP gateway: pyro-dispatch http and pyro4-httpgateway, in front of a Pyro4 daemon and of the Go echo daemon (bench/http.sh)"
 run env "${HTTPENV[@]}" GO="$GO" PYTHON=$PY bench/http.sh --md "$TMP/http.md" >"$TMP/http.txt" ||

@@ -44,8 +44,11 @@ func TestReport(t *testing.T) {
 		payload int
 	}{{"small-16-c64", 8, 16}, {"small-16-c1", 1, 16}, {replicas, 8, 16}, {"large-64MiB-c1", 1, 64 << 10}} {
 		names := []string{direct, pd, pipelined, haproxy, nginx}
-		if w.id == replicas { // as bench/compare.sh runs it: HAProxy first, no direct
+		switch {
+		case w.id == replicas: // as bench/compare.sh runs it: HAProxy first, no direct
 			names = []string{haproxy, pd, pipelined}
+		case strings.HasPrefix(w.id, "large-64MiB"):
+			names = append(names, spliceRelay)
 		}
 		var targets []bench.Target
 		for _, n := range names {
@@ -76,6 +79,12 @@ func TestReport(t *testing.T) {
 	wl.WriteString("python\tpython\tPython clients\t" + filepath.Join(charts, "python.svg") + "\t/usr/bin/python3 bench/python/load.py\n")
 	write("workloads.txt", wl.String())
 	write("replicas-session.yaml", "backends:\n  - name: replicas\n    balance: least_inflight\n")
+	write(idleFile, "# go test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count 3 ./interop\n"+
+		"goos: linux\npkg: github.com/pyro-dispatch/pyro-dispatch/interop\n"+
+		"BenchmarkPooledIdleMemory-2   \t       1\t 823924689 ns/op\t     12137 handshakes/s\t      4235 rss-B/idle-client\t      7849 rss-unparked-B/idle-client\n"+
+		"BenchmarkPooledIdleMemory-2   \t       1\t 801234567 ns/op\t     12500 handshakes/s\t      2900 rss-B/idle-client\t      7700 rss-unparked-B/idle-client\n"+
+		"BenchmarkPooledIdleMemory-2   \t       1\t 811234567 ns/op\t     12400 handshakes/s\t      3000 rss-B/idle-client\t      7800 rss-unparked-B/idle-client\n"+
+		"PASS\nok  \tgithub.com/pyro-dispatch/pyro-dispatch/interop\t12.3s\n")
 
 	type round struct {
 		Round   int        `json:"round"`
@@ -117,17 +126,24 @@ func TestReport(t *testing.T) {
 	md := string(b)
 	for _, want := range []string{
 		"7 min 01 s", "Smoke run", "| load average (1, 5, 15 min) when `make bench` started | 1.00 2.00 3.00 |",
-		"## Targets: ", " met in session mode, ", " in pipelined pooled mode", "| small, 16 B, 64 conns | calls/s ≥ 1.2 × HAProxy's | ",
+		"## Targets: ", " met in session mode, ", " in pipelined pooled mode", "| small, 16 B, 64 conns | calls/s ≥ 1.0 × HAProxy's (session mode); calls/s ≥ 1.5 × HAProxy's (pipelined) | ",
 		"| **pyro-dispatch (pipelined)** |", "| small, 16 B, 1 conn | added p50",
-		"| 64 MiB, 1 conn | MB/s ≥ 0.9 × direct |", "– not measured", // 1 KiB and 4 conns were not run
-		"| Python clients | calls/s ≥ 0.9 × direct | 9,500 / 10,000 calls/s = **0.95×** (per round 0.95×) | ✅ met | not measured | – not measured |",
+		"| 64 MiB, 1 conn | MB/s ≥ 1.5 × HAProxy's | ", "– not measured", // 1 KiB and 4 conns were not run
+		"; physical limit (plain Go splice relay) ", "| plain Go splice relay (no Pyro4) | ",
+		"| 64 MiB, 4 conns | MB/s ≥ 1.5 × HAProxy's | not measured | – not measured | not measured | – not measured |",
+		"| Python clients | calls/s ≥ 0.8 × direct | 9,500 / 10,000 calls/s = **0.95×** (per round 0.95×) | ✅ met | not measured | – not measured |",
+		"| pooled mode, 10,000 idle clients | RSS per idle pooled client ≤ 3 KiB (pipelined) | " +
+			"– (session mode keeps a backend connection per client) | – not a goal | **3,000 B** = 2.93 KiB, median of 3 runs " +
+			"(4,235 / 2,900 / 3,000 B); unparked, before pool.park_after: 7,800 B (7,849 / 7,700 / 7,800 B) | ✅ met (rounds disagree) |",
+		"\ngo test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count 3 ./interop\n```\n",
+		"`--mode pooled --pool-pipeline 16 --pool-max-open 8`",
 		"| Python clients | calls/s ≥ 1.9 × Python SerializedBlob dispatcher | 9,500 / 4,000 calls/s = **2.38×**",
 		"| Python dispatcher calls/s vs direct, Python clients | 0.48× | 1 KiB: 0.40× |",
 		"### Small-16-c64 title", "(charts/small-16-c64.svg)", "| **pyro-dispatch** |", "MB/s from mean latency",
 		"| Python SerializedBlob dispatcher | 4,000 |", "52.6µs", // 0.5 s over 9,500 calls
 		"$TMP/pyro-dispatch echo --listen", "$TMP/pyro-dispatch bench -t x",
 		// the replicas workload: a target row for each mode, its own section and table, its configs
-		"## Targets: ", " of 11 met in session mode, ",
+		"## Targets: ", " of 11 met in session mode, ", " of 12 in pipelined pooled mode",
 		"| 3 replicas, least in-flight, 16 B, 64 conns | calls/s ≥ 1.0 × HAProxy leastconn's (session mode); calls/s ≥ 1.2 × HAProxy leastconn's (pipelined) | ",
 		"### Replicas title\n", "(charts/replicas.svg)",
 		"| target | calls/s | min–max | MB/s | p50 | p99 | p50 − HAProxy | CPU/call | vs HAProxy | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| HAProxy | ",
@@ -153,6 +169,10 @@ func TestReport(t *testing.T) {
 	sec = sec[:strings.Index(sec, "\n### ")]
 	if strings.Contains(sec, "direct") {
 		t.Errorf("replicas section mentions direct:\n%s", sec)
+	}
+	// The splice relay is a target of the 64 MiB tables only, never a judged one.
+	if strings.Contains(md, "**plain Go splice relay") || strings.Count(md, "| plain Go splice relay (no Pyro4) | ") != 1 {
+		t.Errorf("splice relay rows wrong")
 	}
 }
 
@@ -181,7 +201,7 @@ func TestReplicaChecks(t *testing.T) {
 	}
 	for _, c := range cases {
 		var got *check
-		for _, ch := range targetChecks(byID, c.cfg) {
+		for _, ch := range targetChecks(byID, idleMemory{}, c.cfg) {
 			if ch.workload == "3 replicas, least in-flight, 16 B, 64 conns" {
 				got = &ch
 			}
@@ -220,7 +240,7 @@ func TestReplicaChecks(t *testing.T) {
 	// Every judged configuration has the check at the same row of the targets table.
 	var rows [][]check
 	for _, cfg := range judged {
-		rows = append(rows, targetChecks(byID, cfg))
+		rows = append(rows, targetChecks(byID, idleMemory{}, cfg))
 	}
 	for k := range rows[0] {
 		if rows[0][k].workload != rows[1][k].workload {
@@ -230,11 +250,159 @@ func TestReplicaChecks(t *testing.T) {
 }
 
 func TestRowGoal(t *testing.T) {
-	rows := [][]check{{{goal: "a"}, {goal: "x"}}, {{goal: "a"}, {goal: "y"}}}
+	rows := [][]check{{{goal: "a"}, {goal: "x"}, {goal: "m", none: true}}, {{goal: "a"}, {goal: "y"}, {goal: "m"}}}
 	if g := rowGoal(rows, 0); g != "a" {
 		t.Errorf("shared goal: %q", g)
 	}
 	if g := rowGoal(rows, 1); g != "x (session mode); y (pipelined)" {
 		t.Errorf("goals per mode: %q", g)
+	}
+	if g := rowGoal(rows, 2); g != "m (pipelined)" {
+		t.Errorf("a goal of one mode: %q", g)
+	}
+}
+
+// at is a target with the given median and rounds.
+func at(name string, med stats, rounds ...stats) *target {
+	t := &target{name: name, med: med}
+	for i, r := range rounds {
+		t.rounds = append(t.rounds, roundJSON{Round: i + 1, stats: r})
+	}
+	return t
+}
+
+// cpuStats has calls/s and CPU per call (µs).
+func cpuStats(calls, cpu float64) stats { return stats{CallsPerSec: calls, CPUPerCall: &cpu} }
+
+// p50Stats has a p50 latency (µs).
+func p50Stats(p50 float64) stats {
+	var s stats
+	s.Latency.P50 = p50
+	return s
+}
+
+// TestTargetChecks judges fixture numbers on both sides of every goal, for both modes.
+func TestTargetChecks(t *testing.T) {
+	small := func(id string, h, s, p stats) *workload {
+		d := p50Stats(80)
+		return &workload{id: id, targets: []*target{at(direct, d, d, d), at(haproxy, h, h, h), at(pd, s, s, s), at(pipelined, p, p, p)}}
+	}
+	mb := func(v float64) stats { return stats{MBPerSec: v} }
+	byID := map[string]*workload{
+		// calls/s: session mode exactly 1.0× (met) and 0.99× (missed); pipelined 1.49× (missed) and 1.5× (met).
+		// CPU per call: session mode level with HAProxy (met), then 14.5 over 14 µs (missed, rounds 13 and 15 disagree);
+		// pipelined exactly 10 µs (met), then 10.1 µs (missed).
+		"small-16-c64": small("small-16-c64", cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(59600, 10)),
+		"small-1KiB-c64": {id: "small-1KiB-c64", targets: []*target{at(haproxy, cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(40000, 14)),
+			at(pd, cpuStats(39600, 14.5), cpuStats(39600, 13), cpuStats(39600, 15)), at(pipelined, cpuStats(60000, 10.1))}},
+		// added p50 over direct's 80 µs, HAProxy's +40 µs: session mode +40 (1.0×, met) and +40.2 (1.005×, missed);
+		// pipelined +32 (0.8×, met) and +32.2 (0.805×, missed).
+		"small-16-c1":   small("small-16-c1", p50Stats(120), p50Stats(120), p50Stats(112)),
+		"small-1KiB-c1": small("small-1KiB-c1", p50Stats(120), p50Stats(120.2), p50Stats(112.2)),
+		// MB/s over HAProxy's 1,000: 1.5× met, 1.49× missed; the splice relay only with 1 connection.
+		"large-64MiB-c1": {id: "large-64MiB-c1", targets: []*target{at(direct, mb(3000)), at(haproxy, mb(1000)), at(pd, mb(1500)),
+			at(pipelined, mb(1490)), at(spliceRelay, mb(2000))}},
+		"large-64MiB-c4": {id: "large-64MiB-c4", targets: []*target{at(haproxy, mb(1000)), at(pd, mb(1490)), at(pipelined, mb(1500))}},
+		// Python clients: 0.8× direct and 1.9× the Python dispatcher (met), just under both (missed).
+		"python": {id: "python", targets: []*target{at(direct, stats{CallsPerSec: 10000}), at(pydisp, stats{CallsPerSec: 4200}),
+			at(pd, stats{CallsPerSec: 8000}), at(pipelined, stats{CallsPerSec: 7979})}},
+	}
+	idle := idleMemory{rss: []float64{3100, 3072, 3000}, rssOff: []float64{7900, 7800, 7700}} // median 3,072 B: met
+	want := map[string][]string{
+		pd: {"✅ met", "❌ missed", "– not measured", "✅ met", "❌ missed (rounds disagree)", "✅ met", "❌ missed",
+			"✅ met", "❌ missed", "✅ met", "✅ met", "– not a goal"},
+		pipelined: {"❌ missed", "✅ met", "– not measured", "✅ met", "❌ missed", "✅ met", "❌ missed",
+			"❌ missed", "✅ met", "❌ missed", "❌ missed", "✅ met (rounds disagree)"},
+	}
+	for _, cfg := range judged {
+		cs := targetChecks(byID, idle, cfg)
+		var got []string
+		for _, c := range cs {
+			got = append(got, c.verdict())
+		}
+		if strings.Join(got, ", ") != strings.Join(want[cfg], ", ") {
+			t.Errorf("%s verdicts:\n got %q\nwant %q", cfg, got, want[cfg])
+		}
+	}
+	pdc, pipe := targetChecks(byID, idle, pd), targetChecks(byID, idle, pipelined)
+	for _, c := range []struct{ got, want string }{
+		{pdc[0].goal, "calls/s ≥ 1.0 × HAProxy's"},
+		{pipe[0].goal, "calls/s ≥ 1.5 × HAProxy's"},
+		{pdc[0].measured, "40,000 / 40,000 calls/s = **1.00×** (per round 1.00×–1.00×)"},
+		{pdc[3].goal, "proxy CPU per call ≤ HAProxy's (same run)"},
+		{pipe[3].goal, "proxy CPU ≤ 10 µs per call"},
+		{pdc[4].measured, "14.5µs / HAProxy 14.0µs = **1.04×** (per round 0.93×–1.07×; rounds 13.0µs–15.0µs)"},
+		{pipe[3].measured, "**10.0µs** (rounds 10.0µs–10.0µs); HAProxy 14.0µs"},
+		{pdc[5].goal, "added p50 over direct ≤ 1.0 × HAProxy's"},
+		{pipe[5].goal, "added p50 over direct ≤ 0.8 × HAProxy's"},
+		{pipe[5].measured, "+32.0µs, HAProxy +40.0µs over direct's 80.0µs = **0.80×** (per round 0.80×–0.80×)"},
+		{pdc[7].goal, "MB/s ≥ 1.5 × HAProxy's"},
+		{pdc[7].workload, "64 MiB, 1 conn"},
+		{pdc[7].measured, "1,500 / 1,000 MB/s = **1.50×** (per round –); from mean latency –; " +
+			"physical limit (plain Go splice relay) 2,000 MB/s: 0.75× of it"},
+		{pdc[8].workload, "64 MiB, 4 conns"},
+		{pdc[8].measured, "1,490 / 1,000 MB/s = **1.49×** (per round –); from mean latency –; physical limit (plain Go splice relay) not measured"},
+		{pdc[9].goal, "calls/s ≥ 0.8 × direct"},
+		{pdc[10].goal, "calls/s ≥ 1.9 × Python SerializedBlob dispatcher"},
+		{pdc[11].measured, "– (session mode keeps a backend connection per client)"},
+		{pipe[11].goal, "RSS per idle pooled client ≤ 3 KiB"},
+		{pipe[11].workload, "pooled mode, 10,000 idle clients"},
+		{pipe[11].measured, "**3,072 B** = 3.00 KiB, median of 3 runs (3,100 / 3,072 / 3,000 B); unparked, before pool.park_after: 7,800 B (7,900 / 7,800 / 7,700 B)"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got  %q\nwant %q", c.got, c.want)
+		}
+	}
+	// Without HAProxy's CPU, session mode's CPU goal is not measured; pipelined keeps its own.
+	byID["small-16-c64"].get(haproxy).med.CPUPerCall = nil
+	if c := cpuCheck(byID["small-16-c64"], pd, "16"); c.ok || c.verdict() != "– not measured" || c.measured != "14.0µs (rounds 14.0µs–14.0µs); HAProxy's not measured" {
+		t.Errorf("session CPU without HAProxy's: %+v", c)
+	}
+	if c := cpuCheck(byID["small-16-c64"], pipelined, "16"); !c.ok || !c.met {
+		t.Errorf("pipelined CPU without HAProxy's: %+v", c)
+	}
+}
+
+// TestIdleMemory parses the benchmark's output and judges its median against 3 KiB.
+func TestIdleMemory(t *testing.T) {
+	out := []string{
+		"# go test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count 1 ./interop",
+		"goos: linux",
+		"BenchmarkPooledIdleMemory-2   \t       1\t 823924689 ns/op\t     12137 handshakes/s\t      3073 rss-B/idle-client\t      7849 rss-unparked-B/idle-client",
+		"BenchmarkPooledIdleHeap-2   \t       1\t 823924689 ns/op\t     100 heap-B/idle-client",
+		"PASS",
+	}
+	m := parseIdleMemory(out)
+	if m.cmd != "go test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count 1 ./interop" || m.failed ||
+		len(m.rss) != 1 || m.rss[0] != 3073 || m.rssOff[0] != 7849 {
+		t.Fatalf("parsed %+v", m)
+	}
+	c := idleCheck(m, pipelined) // 1 B over the goal
+	if c.met || !c.ok || c.split || c.verdict() != "❌ missed" ||
+		c.measured != "**3,073 B** = 3.00 KiB, median of 1 run (3,073 B); unparked, before pool.park_after: 7,849 B (7,849 B)" {
+		t.Errorf("3,073 B: %+v", c)
+	}
+	if c := idleCheck(idleMemory{rss: []float64{2000, 3000, 3500, 4000}, rssOff: []float64{1, 2, 3, 4}}, pipelined); c.met || !c.split {
+		t.Errorf("median 3,250 of an even count judged %+v", c) // (3,000 + 3,500) / 2 > 3,072
+	}
+	// A failed run, or none at all: not measured, whatever was printed before the failure.
+	failed := parseIdleMemory(append(out[:3:3], "--- FAIL: BenchmarkPooledIdleMemory-2", "FAIL"))
+	for _, m := range []idleMemory{failed, {}, parseIdleMemory([]string{"FAIL\tgithub.com/pyro-dispatch/pyro-dispatch/interop [build failed]"})} {
+		c := idleCheck(m, pipelined)
+		if c.ok || c.met || c.verdict() != "– not measured" || !strings.HasPrefix(c.measured, "not measured") {
+			t.Errorf("%+v judged %+v", m, c)
+		}
+	}
+	if c := idleCheck(m, pd); !c.none || c.met || c.verdict() != "– not a goal" {
+		t.Errorf("session mode: %+v", c)
+	}
+}
+
+// TestPairRatios leaves out rounds without a figure on either side.
+func TestPairRatios(t *testing.T) {
+	a := at(pd, stats{}, cpuStats(1, 2), stats{}, cpuStats(1, 3))
+	b := at(haproxy, stats{}, cpuStats(1, 4), cpuStats(1, 4), stats{})
+	if got := pairRatios(a, b, cpuUS); len(got) != 1 || got[0] != 0.5 {
+		t.Errorf("got %v, want [0.5]", got)
 	}
 }
