@@ -1245,7 +1245,7 @@ func setReadDeadline(c net.Conn, set *bool, d time.Duration) {
 	c.SetReadDeadline(t)
 }
 
-// backendHungUp is called (by the server's hangups) when the daemon closed the session's
+// backendHungUp is called (by the server's watcher) when the daemon closed the session's
 // backend connection: a session waiting for its client's next request is woken to end,
 // closing the client's connection as the daemon's close would; one in a call finds out
 // by itself (upstreamLost).
