@@ -169,6 +169,7 @@ func (s *Session) serve(resumed bool) (parked bool) {
 	defer s.recoverPanic()
 	if resumed {
 		s.scratch = &scratch{}
+		s.debug("parked client resumed")
 	} else {
 		if tc, ok := s.client.(*tls.Conn); ok && !s.acceptTLS(tc) {
 			return false
@@ -530,6 +531,7 @@ func (s *Session) park() bool {
 	if _, ok := s.client.(*tls.Conn); ok || s.lease.Conn != nil || s.upstream != nil || len(s.cl.out) > 0 || !s.cr.Release() {
 		return false
 	}
+	s.debug("idle client parked", zap.Duration("idle", s.idleFor(time.Now())))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv.isDraining() || s.hungUp {

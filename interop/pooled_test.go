@@ -494,3 +494,32 @@ func TestPooledConnectCache(t *testing.T) {
 		})
 	}
 }
+
+// TestPooledParkedClients: real Pyro4 clients (serpent, json, marshal) that go idle for
+// longer than pool.park_after have their sessions parked (no goroutine, no buffers), and
+// every kind of call they make next works as before: small calls, a spliced 256 KiB
+// payload, oneway, SerializedBlob; pooled and pipelined.
+func TestPooledParkedClients(t *testing.T) {
+	t.Parallel()
+	requirePyro4(t)
+	_, backend := pooledDaemon(t)
+	for _, pipeline := range []int{1, 8} {
+		t.Run(fmt.Sprintf("pipeline=%d", pipeline), func(t *testing.T) {
+			p := pooledProxy(t, backend, config.Pool{Pipeline: pipeline, ParkAfter: 100 * time.Millisecond})
+			var r struct {
+				Rounds [][]string `json:"rounds"`
+			}
+			pooledRun(t, p, backend, "parked", &r)
+			if len(r.Rounds) != 3 {
+				t.Fatalf("%d rounds done, want 3", len(r.Rounds))
+			}
+			// Each client parked after each round (3 × 3) and was resumed by its next call
+			// (3 × 2) or by its close (3).
+			parked := len(p.logs.FilterMessage("idle client parked").All())
+			resumed := len(p.logs.FilterMessage("parked client resumed").All())
+			if parked < 9 || resumed < 9 {
+				t.Errorf("%d parkings and %d resumptions in the log, want at least 9 of each", parked, resumed)
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ import uuid
 import Pyro4
 import Pyro4.errors
 import Pyro4.util
+import serpent
 
 OPTS = None
 
@@ -299,6 +300,58 @@ def sc_lost():
     step("restarted", outcome(lambda: p.add(3, 4)))
     p._pyroRelease()
     return None
+
+
+def as_bytes(data):
+    """bytes from a bytes result in any serializer (serpent sends a base64 dict)"""
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    return serpent.tobytes(data)
+
+
+def sc_parked():
+    """three clients (serpent, json, marshal) make calls of every kind, go idle for longer
+    than the listener's park_after (their sessions park), and call again, three times:
+    small calls, a 256 KiB payload (spliced; not json), a oneway call, a SerializedBlob
+    call (not json). Every
+    result is checked here; the test counts the parkings in the dispatcher's log."""
+    data = os.urandom(256 << 10)
+    proxies = []
+    for ser in ("serpent", "json", "marshal"):
+        p = proxy("test.echo")
+        p._pyroSerializer = ser
+        proxies.append(p)
+    rounds = []
+    for r in range(3):
+        got = []
+        for i, p in enumerate(proxies):
+            token = "parked-%d-%d" % (r, i)
+            if p.add(r, i) != r + i:
+                raise AssertionError("add(%d, %d) wrong" % (r, i))
+            if p.echo1(token) != token:
+                raise AssertionError("echo1 %s wrong" % token)
+            if p._pyroSerializer != "json":  # json sends bytes as base64: see big()
+                big = p.big(data)
+                if big["len"] != len(data) or as_bytes(big["data"]) != data:
+                    raise AssertionError("big() round %d serializer %s: wrong reply" % (r, p._pyroSerializer))
+            p._pyroOneway.add("mark")
+            p.mark(token)
+            if not wait_for(lambda: p.state(token) == "marked"):
+                raise AssertionError("oneway mark(%s) never arrived" % token)
+            if p._pyroSerializer != "json":  # Pyro4 4.82 cannot deserialize a json blob
+                blob = Pyro4.core.SerializedBlob("info-%d" % r, {"n": r})
+                out = p.process_blob(blob)
+                with Pyro4.Proxy(uri(OPTS.daemon, "test.echo")) as d:  # the same call, directly
+                    d._pyroSerializer = p._pyroSerializer
+                    want = d.process_blob(blob)
+                if out != want or out["info"] != "info-%d" % r or not out["is_blob"]:
+                    raise AssertionError("process_blob round %d: %r, directly %r" % (r, out, want))
+            got.append(p._pyroSerializer)
+        rounds.append(got)
+        time.sleep(0.7)  # idle: past park_after and a sweep
+    for p in proxies:
+        p._pyroRelease()
+    return {"rounds": rounds}
 
 
 SCENARIOS = {k[3:]: v for k, v in globals().items() if k.startswith("sc_")}
