@@ -109,6 +109,20 @@ func (s *Session) info(now time.Time) SessionInfo {
 	return in
 }
 
+// ParkedSessions returns the number of client connections parked now (pooled listeners:
+// idle past pool.park_after, holding no goroutine or buffer).
+func (s *Server) ParkedSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sess := range s.sessions {
+		if sess.isParked() {
+			n++
+		}
+	}
+	return n
+}
+
 // CloseSession closes a client connection (who asked is logged); false when there is
 // no such session.
 func (s *Server) CloseSession(id uint64, who string) bool {

@@ -34,21 +34,10 @@ func parkedProxy(t *testing.T, pipeline int, mutate func(*config.Config)) (*Serv
 // waitParked waits until n sessions of srv are parked, or fails.
 func waitParked(t *testing.T, srv *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		parked := 0
-		for _, in := range srv.SessionList() {
-			if in.Parked {
-				parked++
-			}
-		}
-		if parked == n {
-			return
-		}
+	for deadline := time.Now().Add(5 * time.Second); srv.ParkedSessions() != n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions parked after 5 s, want %d", parked, n)
+			t.Fatalf("%d sessions parked after 5 s, want %d", srv.ParkedSessions(), n)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -711,21 +711,10 @@ func BenchmarkPooledIdleHeap(b *testing.B) {
 // scaleWaitParked waits until at least n sessions of srv are parked (pool.park_after).
 func scaleWaitParked(tb testing.TB, srv *dispatch.Server, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		parked := 0
-		for _, in := range srv.SessionList() {
-			if in.Parked {
-				parked++
-			}
-		}
-		if parked >= n {
-			return
-		}
+	for deadline := time.Now().Add(30 * time.Second); srv.ParkedSessions() < n; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d of %d idle clients parked after 30 s", parked, n)
+			tb.Fatalf("%d of %d idle clients parked after 30 s", srv.ParkedSessions(), n)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

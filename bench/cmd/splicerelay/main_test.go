@@ -88,14 +88,7 @@ func TestRelayBackendCloses(t *testing.T) {
 		}
 	}()
 	go serve(front, backend.Addr().(*net.TCPAddr))
-	c, err := net.DialTCP("tcp", nil, front.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, front)
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %d, %v; want EOF", n, err)
 	}
@@ -110,14 +103,7 @@ func TestRelayNoBackend(t *testing.T) {
 	addr := backend.Addr().(*net.TCPAddr)
 	backend.Close()
 	go serve(front, addr)
-	c, err := net.DialTCP("tcp", nil, front.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, front)
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read: %v; want the connection closed", err)
 	}
@@ -134,4 +120,19 @@ func waitGoroutines(t *testing.T, base int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// dialFront connects to the relay's listener, with a 10 s read deadline; the connection
+// is closed when the test ends.
+func dialFront(t *testing.T, front *net.TCPListener) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTCP("tcp", nil, front.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
