@@ -590,7 +590,7 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	fmt.Fprintf(b, "## Targets: %d of %d met in session mode, %d of %d in pipelined pooled mode\n\n", met[0], goals[0], met[1], goals[1])
 	b.WriteString("The targets of the issue, judged for pyro-dispatch in session mode (the transparent default: one backend " +
 		"connection per client, so the same four socket operations per call as HAProxy) and in pooled mode with " +
-		"pipelining (`--mode pooled --pool-pipeline 16 --pool-max-open 8`: calls of different clients share up to 8 backend " +
+		"pipelining (`--mode pooled --pool-pipeline 16 --pool-max-open 4`: calls of different clients share up to 4 backend " +
 		"connections, up to 16 in flight on each, several requests per write; see README), on the ratio of medians of this run; *per round* gives " +
 		"the same ratio for each round, whose targets ran next to each other, and *rounds disagree* marks a verdict " +
 		"that some rounds contradict: on this shared machine such a verdict is not settled by this run.\n\n")
@@ -1160,7 +1160,7 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 		"no logging, `option splice-auto`; for the 3 replicas [`bench/haproxy-replicas.cfg`](haproxy-replicas.cfg), the same " +
 		"with `balance leastconn` over three `server` lines. **nginx**: [`bench/nginx.conf`](nginx.conf): `stream { upstream; server { listen; " +
 		"proxy_pass } }`, `worker_processes auto`, as root in a temporary prefix with its own pid file and error log, " +
-		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pipelined*: `--mode pooled --pool-pipeline 16 --pool-max-open 8` (calls of different clients pipelined on up to 8 shared backend connections, up to 16 in flight on each); *--procs 1*: session mode with GOMAXPROCS 1 (small calls only).\n")
+		"no access log. **pyro-dispatch**: `serve` with defaults (session mode); *pipelined*: `--mode pooled --pool-pipeline 16 --pool-max-open 4` (calls of different clients pipelined on up to 4 shared backend connections, up to 16 in flight on each); *--procs 1*: session mode with GOMAXPROCS 1 (small calls only).\n")
 	b.WriteString("- **Plain Go splice relay** (64 MiB calls only): `bench/cmd/splicerelay`, a TCP relay in front of the " +
 		"echo daemon that copies each direction with `io.Copy` between the two sockets (splice(2) on Linux) and parses " +
 		"nothing: the physical limit of a user-space relay between the same two sockets as a proxy's.\n")

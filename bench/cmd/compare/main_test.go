@@ -136,7 +136,7 @@ func TestReport(t *testing.T) {
 			"– (session mode keeps a backend connection per client) | – not a goal | **3,000 B** = 2.93 KiB, median of 3 runs " +
 			"(4,235 / 2,900 / 3,000 B); unparked, before pool.park_after: 7,800 B (7,849 / 7,700 / 7,800 B) | ✅ met (rounds disagree) |",
 		"\ngo test -run '^$' -bench BenchmarkPooledIdleMemory -benchtime 1x -count 3 ./interop\n```\n",
-		"`--mode pooled --pool-pipeline 16 --pool-max-open 8`",
+		"`--mode pooled --pool-pipeline 16 --pool-max-open 4`",
 		"| Python clients | calls/s ≥ 1.9 × Python SerializedBlob dispatcher | 9,500 / 4,000 calls/s = **2.38×**",
 		"| Python dispatcher calls/s vs direct, Python clients | 0.48× | 1 KiB: 0.40× |",
 		"### Small-16-c64 title", "(charts/small-16-c64.svg)", "| **pyro-dispatch** |", "MB/s from mean latency",
