@@ -575,9 +575,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // parkSweep is how often parkIdle looks at the sessions. Once freeAfterParking sessions
-// were asked to park, the memory of their goroutine stacks is returned to the system
-// (debug.FreeOSMemory) as soon as a sweep asks no more (or after 8 times as many), rather
-// than gradually by the runtime.
+// parked (asked by an earlier sweep), the memory of their goroutine stacks is returned to
+// the system (debug.FreeOSMemory) at the first sweep that asks no more (or once 8 times as
+// many parked), rather than gradually by the runtime.
 const (
 	parkSweep        = 250 * time.Millisecond
 	freeAfterParking = 512
@@ -590,7 +590,7 @@ func (s *Server) parkIdle(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(parkSweep)
 	defer t.Stop()
-	parking := 0 // asked since memory was last returned
+	parking := 0 // asked in earlier sweeps since memory was last returned
 	for {
 		select {
 		case <-stop:
@@ -604,10 +604,12 @@ func (s *Server) parkIdle(stop <-chan struct{}, done chan<- struct{}) {
 				}
 			}
 			s.mu.Unlock()
-			if parking += asked; parking >= freeAfterParking && (asked == 0 || parking >= 8*freeAfterParking) {
+			// Those asked before this sweep have parked by now; those asked now have not.
+			if parking >= freeAfterParking && (asked == 0 || parking >= 8*freeAfterParking) {
 				debug.FreeOSMemory()
 				parking = 0
 			}
+			parking += asked
 		}
 	}
 }
