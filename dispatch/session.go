@@ -449,17 +449,17 @@ func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout ti
 }
 
 // waitRequest waits for the client's next request under the idle timeout, and marks the
-// session busy. It reports false when the session should end, or park (parkNow).
+// session busy. It reports false when the session should end, or park (toPark).
 func (s *Session) waitRequest() bool {
-	var now time.Time
+	var idleAt time.Duration // parking is for pooled sessions only: no clock read otherwise
 	if s.st.pooled && !s.resumed {
-		now = time.Now()
+		idleAt = time.Since(s.stats.started)
 	}
 	s.mu.Lock()
 	s.busy = false
 	hungUp := s.hungUp
 	if !s.resumed {
-		s.idleAt, s.parkAsked = now.Sub(s.stats.started), false
+		s.idleAt, s.parkAsked = idleAt, false
 	}
 	resumed := s.resumed
 	s.resumed = false

@@ -610,17 +610,19 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	}
 	b.WriteString("\n")
 	b.WriteString("**What remains and why** (profiles and what was tried: [bench/README.md](README.md), " +
-		"\"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket " +
-		"operation, the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or " +
-		"HAProxy, pays for four of them per call: session mode, which makes exactly HAProxy's system calls (two reads, " +
-		"two writes), cannot get far past it on small calls. Pipelined mode shares the backend side's operations among " +
-		"the calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
-		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads before " +
-		"it waits). One connection measures thread wake-ups, which this " +
-		"shared machine makes noisy. A 64 MiB call keeps three processes busy on two cores instead of two, and the " +
-		"proxy's share is the kernel's splice and TCP work: the plain Go splice relay, which parses nothing and only " +
-		"splices, shows what that work alone allows. Python clients are CPU-bound: every µs of proxy CPU per " +
-		"call is theirs.\n\n")
+		"\"Session mode against HAProxy, side by side\" and \"Where the comparison targets stand\"). On loopback " +
+		"nearly all of a proxy's CPU is kernel work per socket operation, the receiver's TCP processing included, so " +
+		"a transparent proxy, pyro-dispatch in session mode or HAProxy, pays for four of them per call. Session mode " +
+		"makes as many system calls as HAProxy (about 1.5 reads per write for both); what it pays on top, about " +
+		"3 µs per call, is the Go runtime around them and more thread wake-ups (its scheduler's, sysmon's), which a " +
+		"prototype event loop in Go did not remove. Pipelined mode shares the backend side's operations among the " +
+		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
+		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads " +
+		"before it waits). One connection measures thread wake-ups, which this shared machine makes noisy. A 64 MiB " +
+		"call keeps three processes busy on two cores instead of two, and the proxy's share is the kernel's splice " +
+		"and TCP work: the plain Go splice relay, which parses nothing and only splices, shows what that work alone " +
+		"allows, and pyro-dispatch moves large payloads at about its rate. Python clients are CPU-bound: every µs " +
+		"of proxy CPU per call is theirs.\n\n")
 }
 
 // rowGoal is the goal of the k-th check of every configuration: one text when they all
