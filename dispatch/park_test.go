@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,19 +47,32 @@ func waitParked(t *testing.T, srv *Server, n int) {
 // echoCall makes a call with a payload of its own and checks that its reply echoes it.
 func echoCall(t *testing.T, g *goClient, size int) {
 	t.Helper()
+	if err := echoErr(g, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoErr is echoCall for any goroutine: it returns what went wrong.
+func echoErr(g *goClient, size int) error {
+	g.seq++
 	payload := bytes.Repeat([]byte{byte('a' + g.seq%26)}, size)
-	g.send(t, frame.Invoke, 0, nil, payload)
+	h := frame.Header{Type: frame.Invoke, Seq: g.seq, DataLen: size, Serializer: frame.Serpent}
+	g.out = frame.AppendMessage(g.out[:0], h, nil, payload)
+	if _, err := g.c.Write(g.out); err != nil {
+		return err
+	}
 	g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	m, err := g.r.Next()
 	if err == nil {
 		err = g.r.ReadRest(&m)
 	}
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("call %d: %w", g.seq, err)
 	}
 	if m.Header.Type != frame.Result || m.Header.Seq != g.seq || !bytes.Equal(m.Payload, payload) {
-		t.Fatalf("call %d: got %v seq %d, %d payload bytes", g.seq, m.Header.Type, m.Header.Seq, len(m.Payload))
+		return fmt.Errorf("call %d: got %v seq %d, %d payload bytes", g.seq, m.Header.Type, m.Header.Seq, len(m.Payload))
 	}
+	return nil
 }
 
 // An idle pooled client parks: its session's goroutine ends, and its next calls (small,
@@ -173,4 +189,78 @@ func TestSessionsThatDoNotPark(t *testing.T) {
 	}
 	echoCall(t, session, 10)
 	echoCall(t, pinned, 10)
+}
+
+// Many clients whose pauses straddle park_after, with the sweep every 2 ms: requests
+// race the sweep's asking, parking and resuming all the time. Every reply answers its
+// own call, and nothing is left once the clients leave (goleak checks the goroutines).
+func TestParkingRaces(t *testing.T) {
+	be := fixedBackend(t)
+	for _, pipeline := range []int{1, 8} {
+		cfg := config.Defaults()
+		cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Backend: config.StringList{be.Addr().String()},
+			Mode: config.ModePooled, Pool: config.Pool{Pipeline: pipeline, ParkAfter: 3 * time.Millisecond}}}
+		srv, err := NewServer(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.parkEvery = 2 * time.Millisecond
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := srv.Addrs()[0].String()
+		gs := make([]*goClient, 24)
+		for i := range gs {
+			gs[i] = dialClient(t, addr)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(gs))
+		for i, g := range gs {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(i), uint64(pipeline)))
+				for range 40 {
+					if err := echoErr(g, 1+rng.IntN(300)); err != nil {
+						errs <- fmt.Errorf("client %d: %w", i, err)
+						return
+					}
+					time.Sleep(time.Duration(rng.IntN(8000)) * time.Microsecond)
+				}
+			})
+		}
+		stop, sampled := make(chan struct{}), make(chan int)
+		go func() { // the most sessions seen parked at once
+			most := 0
+			for {
+				select {
+				case <-stop:
+					sampled <- most
+					return
+				case <-time.After(time.Millisecond):
+					most = max(most, srv.ParkedSessions())
+				}
+			}
+		}()
+		wg.Wait()
+		close(stop)
+		mostParked := <-sampled
+		close(errs)
+		for err := range errs {
+			t.Errorf("pipeline %d: %v", pipeline, err)
+		}
+		if mostParked == 0 {
+			t.Errorf("pipeline %d: no session was ever seen parked", pipeline)
+		}
+		for _, g := range gs {
+			g.c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("pipeline %d: shutdown: %v", pipeline, err)
+		}
+		if n := srv.Sessions(); n != 0 {
+			t.Fatalf("pipeline %d: %d sessions left", pipeline, n)
+		}
+	}
 }

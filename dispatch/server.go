@@ -48,6 +48,7 @@ type Server struct {
 	parkStop       chan struct{}              // ends parkIdle (nil: not running)
 	parkDone       chan struct{}
 	parkOnce       sync.Once
+	parkEvery      time.Duration // parkIdle's period: parkSweep (tests make it shorter)
 
 	table     atomic.Pointer[routing.Table]
 	reloadMu  sync.Mutex  // serializes Start, Reload and Shutdown's listener changes
@@ -102,8 +103,9 @@ func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 	// Correlation ids come from a buffered pool of randomness: no syscall per call.
 	enableRandPool.Do(uuid.EnableRandPool)
 	s := &Server{
-		cfg: cfg,
-		log: log,
+		cfg:       cfg,
+		log:       log,
+		parkEvery: parkSweep,
 		clientLimits: frame.Limits{
 			MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
 			MaxAnnotations: int(cfg.Limits.MaxAnnotations),
@@ -588,7 +590,7 @@ const (
 // passed (Session.sweep).
 func (s *Server) parkIdle(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(parkSweep)
+	t := time.NewTicker(s.parkEvery)
 	defer t.Stop()
 	parking := 0 // asked in earlier sweeps since memory was last returned
 	for {
