@@ -88,7 +88,6 @@ type Session struct {
 	parkAsked bool
 	parked    bool
 	resumed   bool // the wait continues (after parking, or asked to park): idleAt stands
-	toPark    bool // waitRequest ended for park
 	parkID    uint32
 }
 
@@ -179,17 +178,18 @@ func (s *Session) serve(resumed bool) (parked bool) {
 		}
 	}
 	for {
-		for s.waitRequest() {
+		switch s.waitRequest() {
+		case gotRequest:
 			if err := s.relayCall(); err != nil {
 				s.logEnd(err)
 				return false
 			}
-		}
-		if !s.toPark {
+		case toEnd:
 			return false
-		}
-		if s.park() {
-			return true
+		case toPark:
+			if s.park() {
+				return true
+			}
 		}
 	}
 }
@@ -448,9 +448,18 @@ func (s *Session) connectTo(m *frame.Message, member *routing.Member, timeout ti
 	return true, nil
 }
 
+// waitResult is how waitRequest ended.
+type waitResult int
+
+const (
+	gotRequest waitResult = iota // a request came: relay it
+	toEnd                        // the session ends
+	toPark                       // the sweep asked an idle session to park
+)
+
 // waitRequest waits for the client's next request under the idle timeout, and marks the
-// session busy. It reports false when the session should end, or park (toPark).
-func (s *Session) waitRequest() bool {
+// session busy when one came.
+func (s *Session) waitRequest() waitResult {
 	var idleAt time.Duration // parking is for pooled sessions only: no clock read otherwise
 	if s.st.pooled && !s.resumed {
 		idleAt = time.Since(s.stats.started)
@@ -466,10 +475,10 @@ func (s *Session) waitRequest() bool {
 	s.mu.Unlock()
 	if hungUp {
 		s.logHungUp()
-		return false
+		return toEnd
 	}
 	if s.srv.isDraining() {
-		return false
+		return toEnd
 	}
 	if idle := s.srv.cfg.Timeouts.Idle; resumed && idle > 0 { // the idle time counts from before parking
 		s.clDeadline = true
@@ -492,19 +501,19 @@ func (s *Session) waitRequest() bool {
 			s.clDeadline = true
 			s.setClientDeadline(0)
 		}
-		return true
+		return gotRequest
 	case s.srv.isDraining():
 		s.debug("closed idle client for shutdown")
 	case errors.Is(err, io.EOF):
 		s.debug("client closed the connection")
 	case errors.Is(err, os.ErrDeadlineExceeded) && asked && !s.idleTimedOut():
-		s.toPark = true
+		return toPark
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.logger().Info("closed idle client", zap.Duration("idle_timeout", s.srv.cfg.Timeouts.Idle))
 	default:
 		s.logEnd(fmt.Errorf("waiting for a request: %w", err))
 	}
-	return false
+	return toEnd
 }
 
 // park ends the session's goroutine while its client is idle (pooled mode; asked by the
@@ -516,7 +525,6 @@ func (s *Session) waitRequest() bool {
 // state) is not parked. It reports whether the session parked: then it belongs to the
 // watcher.
 func (s *Session) park() bool {
-	s.toPark = false
 	s.resumed = true // parked or not, the same wait goes on: idleAt stands
 	s.clDeadline = true
 	s.setClientDeadline(0) // the sweep's
