@@ -56,6 +56,7 @@ func dialTLS(t testing.TB, addr string, cfg *tls.Config) (*goClient, error) {
 		}
 		return nil, &net.OpError{Op: "connect", Err: os.ErrClosed}
 	}
+	c.SetReadDeadline(time.Time{}) // ask's deadline was for the handshake only
 	return g, nil
 }
 
