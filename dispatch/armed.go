@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
 )
 
 // armedConn is a connection whose small writes can wait for its next Read, which makes
@@ -87,9 +89,10 @@ func (a *armedConn) flush() error {
 }
 
 // Read writes what is held, then reads; the wait for data needs no read that finds
-// nothing first.
+// nothing first. On a connection with a descriptor both are raw system calls
+// (rawsock), held bytes or not.
 func (a *armedConn) Read(p []byte) (int, error) {
-	if len(a.out) == 0 {
+	if a.rc == nil {
 		return a.Conn.Read(p)
 	}
 	a.p, a.n, a.rerr, a.werr = p, 0, 0, 0
@@ -123,36 +126,19 @@ func (a *armedConn) Read(p []byte) (int, error) {
 // the answer, unless the peer may have sent first: see early), or reads.
 func (a *armedConn) onReady(fd uintptr) bool {
 	if len(a.out) > 0 {
-		k, err := syscall.Write(int(fd), a.out)
-		for err == syscall.EINTR {
-			k, err = syscall.Write(int(fd), a.out)
-		}
+		k, err := rawsock.Write(fd, a.out)
 		if k > 0 {
 			a.out = a.out[:copy(a.out, a.out[k:])]
 		}
-		if err != nil && err != syscall.EAGAIN {
-			a.werr = errno(err)
+		if err != 0 && err != syscall.EAGAIN {
+			a.werr = err
 			return true
 		}
 		if len(a.out) > 0 || !a.early {
 			return len(a.out) > 0 // all written: wait; the socket is full: finish outside
 		}
 	}
-	n, err := syscall.Read(int(fd), a.p)
-	for err == syscall.EINTR {
-		n, err = syscall.Read(int(fd), a.p)
-	}
-	a.n, a.rerr = max(n, 0), errno(err)
+	n, err := rawsock.Read(fd, a.p)
+	a.n, a.rerr = max(n, 0), err
 	return err != syscall.EAGAIN
-}
-
-// errno is err as the syscall package's functions return it: an Errno, or nil (0).
-func errno(err error) syscall.Errno {
-	if e, ok := err.(syscall.Errno); ok {
-		return e
-	}
-	if err != nil {
-		return syscall.EIO
-	}
-	return 0
 }

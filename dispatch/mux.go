@@ -696,7 +696,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 		// this connection: it gets the header timeout, plus a second per MiB of reply.
 		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
 	}
-	err = c.wbuf.send(s.client, r, m, head, limit, false)
+	err = c.wbuf.send(s.cl, r, m, head, limit, false) // s.cl: its socket only (the session reads it)
 	if err != nil {
 		s.client.Close() // gone, too slow, or its reply cut short: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
 	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
@@ -1003,14 +1004,15 @@ func (s *Session) forwardReply(m *frame.Message) error {
 	if err := s.cl.flush(); err != nil {
 		return &copyError{fromClient: true, err: err}
 	}
-	return s.w.send(s.client, s.ur, m, head, s.srv.bufferedLimit, false)
+	return s.w.send(s.cl, s.ur, m, head, s.srv.bufferedLimit, false)
 }
 
 // writer moves messages to a socket, with its own scratch for the pieces of one writev.
 type writer struct {
 	iov  [3][]byte
 	bufs net.Buffers
-	flat []byte // the pieces joined, for a connection without writev (TLS: one record)
+	raw  rawsock.Writer // the writev to an armedConn's socket, a raw system call
+	flat []byte         // the pieces joined, for a connection without writev (TLS: one record)
 	// pipe, when set, moves large payloads instead of io.CopyN, and knows which side
 	// failed midway and how much it took from the source (see deliver).
 	pipe *splice.Pipe
@@ -1034,13 +1036,23 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		w.iov = [3][]byte{m.Raw, m.Annotations, m.Payload}
 	}
 	var err error
-	if _, sock := dst.(syscall.Conn); sock {
+	switch d := dst.(type) {
+	case *rawsock.Conn:
+		_, err = d.Writev(w.iov[:]...)
+	case *armedConn: // its socket's; nothing is held (its owner flushed, or holds nothing)
+		dst = d.Conn
+		if d.rc != nil {
+			_, err = w.raw.Writev(d.Conn, d.rc, w.iov[:]...)
+			break
+		}
+		err = w.join(dst)
+	case syscall.Conn:
 		w.bufs = w.iov[:]
 		_, err = w.bufs.WriteTo(dst)
-	} else { // TLS would make a record of each piece
-		w.flat = append(append(append(w.flat[:0], w.iov[0]...), w.iov[1]...), w.iov[2]...)
-		_, err = dst.Write(w.flat)
+	default:
+		err = w.join(dst)
 	}
+	w.iov = [3][]byte{}
 	if err != nil {
 		return &copyError{fromClient: !srcIsClient, err: err}
 	}
@@ -1054,6 +1066,13 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		}
 	}
 	return nil
+}
+
+// join writes w.iov to dst as one piece: TLS would make a record of each piece.
+func (w *writer) join(dst net.Conn) error {
+	w.flat = append(append(append(w.flat[:0], w.iov[0]...), w.iov[1]...), w.iov[2]...)
+	_, err := dst.Write(w.flat)
+	return err
 }
 
 // copyError is a failure while moving a message, with the side that failed: the client

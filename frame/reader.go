@@ -98,8 +98,8 @@ func (r *Reader) NextBuffered() bool {
 }
 
 // Wrapper is a source that reads, unchanged, from an inner reader, such as a connection
-// type around a socket: CopyRest copies from the inner one, so that the kernel can still
-// splice a payload from that socket.
+// type around a socket: CopyRest copies from the innermost one (wrappers may nest), so
+// that the kernel can still splice a payload from that socket.
 type Wrapper interface {
 	Inner() io.Reader
 }
@@ -226,10 +226,7 @@ func (r *Reader) CopyRest(dst io.Writer, m *Message) (int64, error) {
 		return 0, nil
 	}
 	// io.Copy of a *io.LimitedReader, as io.CopyN does, but reusing one LimitedReader.
-	src := r.src
-	if w, ok := src.(Wrapper); ok {
-		src = w.Inner()
-	}
+	src := inner(r.src)
 	r.rest = io.LimitedReader{R: src, N: int64(m.Remaining)}
 	n, err := io.Copy(dst, &r.rest)
 	r.rest.R = nil
@@ -255,10 +252,7 @@ func (r *Reader) MoveRest(dst io.Writer, m *Message, move func(dst io.Writer, sr
 	if m.Remaining == 0 {
 		return 0, nil
 	}
-	src := r.src
-	if w, ok := src.(Wrapper); ok {
-		src = w.Inner()
-	}
+	src := inner(r.src)
 	n, err := move(dst, src, int64(m.Remaining))
 	r.pending -= int(n)
 	m.Remaining -= int(n)
@@ -269,4 +263,15 @@ func (r *Reader) MoveRest(dst io.Writer, m *Message, move func(dst io.Writer, sr
 func (r *Reader) Discard(m *Message) error {
 	_, err := r.CopyRest(io.Discard, m)
 	return err
+}
+
+// inner returns the reader under src's wrappers (Wrapper), however many.
+func inner(src io.Reader) io.Reader {
+	for {
+		w, ok := src.(Wrapper)
+		if !ok {
+			return src
+		}
+		src = w.Inner()
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
 )
 
 // Config describes one pool. Dial is required; zero values elsewhere mean the default
@@ -469,6 +470,7 @@ func (p *Pool) dialedLocked(ctx context.Context, started time.Time, nc net.Conn,
 		p.stats.Dials++
 		p.backoff, p.dialErr = 0, nil
 		if !p.closed {
+			nc = rawsock.New(nc)
 			c := &Conn{
 				Conn:        nc,
 				fd:          sockFD(nc),

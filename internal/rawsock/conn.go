@@ -1,0 +1,182 @@
+package rawsock
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Writer writes a message of a few pieces to a socket: one writev(2) each time the
+// socket can take more, until all is written, waiting for it in the netpoller between. Its state is kept from write to write, so a write allocates nothing; one
+// goroutine at a time.
+type Writer struct {
+	iov  [MaxBuffers]syscall.Iovec
+	next []syscall.Iovec // what is left to write
+	err  syscall.Errno
+	fn   func(fd uintptr) bool // onWritable, bound once
+}
+
+// MaxBuffers is the most pieces one writev(2) of a Writer takes.
+const MaxBuffers = 4
+
+// Writev writes the buffers to the socket behind rc (empty ones are skipped), all of
+// them, MaxBuffers to a writev(2), and returns the count written. An error is the net
+// package's kind (*net.OpError) for conn, which is rc's connection.
+func (w *Writer) Writev(conn net.Conn, rc syscall.RawConn, bufs ...[]byte) (int64, error) {
+	var written int64
+	for len(bufs) > 0 {
+		var total int64
+		w.next, w.err = w.iov[:0], 0
+		for len(bufs) > 0 && len(w.next) < MaxBuffers {
+			if b := bufs[0]; len(b) > 0 {
+				w.next = append(w.next, syscall.Iovec{Base: &b[0]})
+				w.next[len(w.next)-1].SetLen(len(b))
+				total += int64(len(b))
+			}
+			bufs = bufs[1:]
+		}
+		if total == 0 {
+			continue
+		}
+		if w.fn == nil {
+			w.fn = w.onWritable
+		}
+		err := rc.Write(w.fn)
+		written += total - w.left()
+		w.next, w.iov = nil, [MaxBuffers]syscall.Iovec{} // the buffers are the caller's again
+		if err == nil && w.err != 0 {
+			err = opError("writev", conn, w.err)
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// left is the count not written yet.
+func (w *Writer) left() int64 {
+	var n int64
+	for _, v := range w.next {
+		n += int64(v.Len)
+	}
+	return n
+}
+
+// onWritable is the callback of rc.Write: it writes what is left, and reports whether
+// the write is over (all written, or failed).
+func (w *Writer) onWritable(fd uintptr) bool {
+	for len(w.next) > 0 {
+		n, e := Writev(fd, w.next)
+		if e == syscall.EAGAIN {
+			return false
+		}
+		if e != 0 {
+			w.err = e
+			return true
+		}
+		for n > 0 {
+			l := int(w.next[0].Len)
+			if n < l {
+				w.next[0].Base = (*byte)(unsafe.Add(unsafe.Pointer(w.next[0].Base), n))
+				w.next[0].SetLen(l - n)
+				break
+			}
+			n -= l
+			w.next = w.next[1:]
+		}
+	}
+	return true
+}
+
+// Conn is a socket connection whose Read and Write are raw system calls (and Writev,
+// through its Writer); the rest is the net.Conn's. One Read and one Write may run at once.
+// Large moves are the inner connection's: Inner names it as the source (for the frame
+// package), ReadFrom hands a copy into it to its own ReadFrom (splice).
+type Conn struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// The Read in progress, for onReadable (bound once: no allocation per Read).
+	p    []byte
+	n    int
+	rerr syscall.Errno
+	rfn  func(fd uintptr) bool
+
+	w Writer
+}
+
+// New returns c with raw reads and writes when it is a socket of the net package (it
+// has a descriptor), and c itself otherwise (TLS, a pipe).
+func New(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	r := &Conn{Conn: c, rc: rc}
+	r.rfn = r.onReadable
+	return r
+}
+
+// Read reads into p as net.Conn's Read does: it waits for data, returns io.EOF at the
+// peer's end, and honours the read deadline.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.p, c.n, c.rerr = p, 0, 0
+	err := c.rc.Read(c.rfn)
+	n, rerr := c.n, c.rerr
+	c.p = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != 0:
+		return 0, opError("read", c.Conn, rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *Conn) onReadable(fd uintptr) bool {
+	n, e := Read(fd, c.p)
+	c.n, c.rerr = n, e
+	return e != syscall.EAGAIN
+}
+
+// Write writes all of p, as net.Conn's Write does.
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.w.Writev(c.Conn, c.rc, p)
+	return int(n), err
+}
+
+// Writev writes the buffers, in one writev(2) when they are at most MaxBuffers and the
+// socket takes them at once.
+func (c *Conn) Writev(bufs ...[]byte) (int64, error) {
+	return c.w.Writev(c.Conn, c.rc, bufs...)
+}
+
+// Inner returns the connection under the raw calls: the source large payloads are
+// spliced from.
+func (c *Conn) Inner() io.Reader { return c.Conn }
+
+// ReadFrom copies r into the connection with the inner connection's ReadFrom, which
+// splices from a socket.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c}, r)
+}
+
+// SyscallConn returns the inner connection's raw connection.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// opError is errno e of operation op on conn as the net package reports it.
+func opError(op string, conn net.Conn, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}

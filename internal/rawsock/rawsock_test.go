@@ -1,0 +1,204 @@
+package rawsock
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection: a, wrapped by New, and b.
+func tcpPair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	rc, ok := New(a).(*Conn)
+	if !ok {
+		t.Fatalf("New(%T) did not wrap it", a)
+	}
+	return rc, b
+}
+
+func TestReadWriteEOF(t *testing.T) {
+	a, b := tcpPair(t)
+	if n, err := a.Write([]byte("hello")); n != 5 || err != nil {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "hello" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	done := make(chan struct{})
+	go func() { // the read waits for data that comes later
+		defer close(done)
+		time.Sleep(20 * time.Millisecond)
+		b.Write([]byte("world"))
+		b.Close()
+	}()
+	buf := make([]byte, 16)
+	n, err := a.Read(buf)
+	if err != nil || string(buf[:n]) != "world" {
+		t.Fatalf("Read: %q, %v", buf[:n], err)
+	}
+	<-done
+	if n, err := a.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read at the peer's end: %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+func TestReadDeadline(t *testing.T) {
+	a, _ := tcpPair(t)
+	a.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	start := time.Now()
+	_, err := a.Read(make([]byte, 8))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline: %v", err)
+	}
+	if took := time.Since(start); took < 20*time.Millisecond {
+		t.Fatalf("Read returned after %v, before its deadline", took)
+	}
+}
+
+// TestWritevFullSocket writes far more than the socket buffers hold, in more pieces than
+// one writev takes, some empty, while the peer reads slowly: the write waits for room
+// and resumes mid-piece, and every byte arrives in order.
+func TestWritevFullSocket(t *testing.T) {
+	a, b := tcpPair(t)
+	a.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10) // small buffers: the socket fills at once
+	b.(*net.TCPConn).SetReadBuffer(16 << 10)
+	var pieces [][]byte
+	var want []byte
+	for i := range 9 {
+		p := bytes.Repeat([]byte{byte('a' + i)}, (i+1)*30_011)
+		if i == 4 {
+			p = nil
+		}
+		pieces = append(pieces, p)
+		want = append(want, p...)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var all []byte
+		buf := make([]byte, 7919)
+		for len(all) < len(want) {
+			time.Sleep(100 * time.Microsecond)
+			n, err := b.Read(buf)
+			all = append(all, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- all
+	}()
+	n, err := a.Writev(pieces...)
+	if err != nil || n != int64(len(want)) {
+		t.Fatalf("Writev: %d, %v; want %d", n, err, len(want))
+	}
+	if g := <-got; !bytes.Equal(g, want) {
+		t.Fatalf("the peer read %d bytes, not what was written (%d)", len(g), len(want))
+	}
+	if n, err := a.Writev(nil, []byte{}); n != 0 || err != nil {
+		t.Fatalf("Writev of nothing: %d, %v", n, err)
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	a, b := tcpPair(t)
+	b.(*net.TCPConn).SetLinger(0) // its close resets the connection
+	b.Close()
+	time.Sleep(20 * time.Millisecond)
+	var err error
+	for range 10 { // the reset may come with the first write's answer
+		if _, err = a.Write(make([]byte, 1024)); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "writev" {
+		t.Fatalf("write to a reset connection: %v (%T); want a *net.OpError of writev", err, err)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write to a reset connection: %v; want ECONNRESET or EPIPE", err)
+	}
+	a.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := a.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the deadline: %v", err)
+	}
+}
+
+// TestCopyThroughInner: io.CopyN into a Conn goes through the inner connection's
+// ReadFrom (splice between sockets), and Inner names the socket to copy from.
+func TestCopyThroughInner(t *testing.T) {
+	a, b := tcpPair(t)
+	c, d := tcpPair(t)
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	go func() { b.Write(payload) }()
+	done := make(chan error, 1)
+	go func() { // a's bytes into c
+		_, err := io.CopyN(c, a.Inner(), int64(len(payload)))
+		done <- err
+	}()
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(d, got); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("copied %v, equal %v", err, bytes.Equal(got, payload))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a.Inner() != a.Conn {
+		t.Fatal("Inner is not the wrapped connection")
+	}
+	if _, err := a.SyscallConn(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewLeavesOthers(t *testing.T) {
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if New(p) != p {
+		t.Fatal("New wrapped a connection without a descriptor")
+	}
+}
+
+func TestFDCalls(t *testing.T) {
+	a, b := tcpPair(t)
+	rc, _ := a.SyscallConn()
+	var n int
+	var e syscall.Errno
+	rc.Control(func(fd uintptr) { n, e = Read(fd, make([]byte, 8)) })
+	if n != 0 || e != syscall.EAGAIN {
+		t.Fatalf("Read of an empty socket: %d, %v; want 0, EAGAIN", n, e)
+	}
+	rc.Control(func(fd uintptr) { n, e = Write(fd, []byte("raw")) })
+	if n != 3 || e != 0 {
+		t.Fatalf("Write: %d, %v; want 3, 0", n, e)
+	}
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "raw" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+}
