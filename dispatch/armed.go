@@ -96,7 +96,7 @@ func (a *armedConn) Read(p []byte) (int, error) {
 		return a.Conn.Read(p)
 	}
 	a.p, a.n, a.rerr, a.werr = p, 0, 0, 0
-	err := a.rc.Read(a.ready)
+	err := rawsock.OpError(a.rc.Read(a.ready))
 	n, rerr, werr := a.n, a.rerr, a.werr
 	a.p = nil
 	switch {

@@ -43,7 +43,7 @@ func (w *Writer) Writev(conn net.Conn, rc syscall.RawConn, bufs ...[]byte) (int6
 		if w.fn == nil {
 			w.fn = w.onWritable
 		}
-		err := rc.Write(w.fn)
+		err := OpError(rc.Write(w.fn))
 		written += total - w.left()
 		w.next, w.iov = nil, [MaxBuffers]syscall.Iovec{} // the buffers are the caller's again
 		if err == nil && w.err != 0 {
@@ -128,7 +128,7 @@ func New(c net.Conn) net.Conn {
 // peer's end, and honours the read deadline.
 func (c *Conn) Read(p []byte) (int, error) {
 	c.p, c.n, c.rerr = p, 0, 0
-	err := c.rc.Read(c.rfn)
+	err := OpError(c.rc.Read(c.rfn))
 	n, rerr := c.n, c.rerr
 	c.p = nil
 	switch {
@@ -179,4 +179,19 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 // opError is errno e of operation op on conn as the net package reports it.
 func opError(op string, conn net.Conn, e syscall.Errno) error {
 	return &net.OpError{Op: op, Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}
+
+// OpError gives an error of a syscall.RawConn's Read or Write (a *net.OpError of
+// "raw-read" or "raw-write": a deadline, a closed connection) the operation name of
+// net.Conn's, so that logs read the same as for Go's own Read and Write.
+func OpError(err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		switch oe.Op {
+		case "raw-read":
+			oe.Op = "read"
+		case "raw-write":
+			oe.Op = "write"
+		}
+	}
+	return err
 }

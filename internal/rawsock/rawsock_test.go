@@ -72,8 +72,9 @@ func TestReadDeadline(t *testing.T) {
 	a.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	start := time.Now()
 	_, err := a.Read(make([]byte, 8))
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Read past the deadline: %v", err)
+	var op *net.OpError
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &op) || op.Op != "read" {
+		t.Fatalf("Read past the deadline: %v; want a read's i/o timeout", err)
 	}
 	if took := time.Since(start); took < 20*time.Millisecond {
 		t.Fatalf("Read returned after %v, before its deadline", took)
@@ -143,8 +144,8 @@ func TestWriteErrors(t *testing.T) {
 		t.Fatalf("write to a reset connection: %v; want ECONNRESET or EPIPE", err)
 	}
 	a.SetWriteDeadline(time.Now().Add(-time.Second))
-	if _, err := a.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Write past the deadline: %v", err)
+	if _, err := a.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &op) || op.Op != "write" {
+		t.Fatalf("Write past the deadline: %v; want a write's i/o timeout", err)
 	}
 }
 
