@@ -9,8 +9,9 @@ import (
 )
 
 // Writer writes a message of a few pieces to a socket: one writev(2) each time the
-// socket can take more, until all is written, waiting for it in the netpoller between. Its state is kept from write to write, so a write allocates nothing; one
-// goroutine at a time.
+// socket can take more, until all is written, waiting for it in the netpoller between.
+// Its state is kept from write to write, so a write allocates nothing; one goroutine at
+// a time.
 type Writer struct {
 	iov  [MaxBuffers]syscall.Iovec
 	next []syscall.Iovec // what is left to write
