@@ -42,12 +42,9 @@ const armLimit = 4 << 10
 
 // newArmedConn wraps c; early tells that its peer may send before it has what is held.
 func newArmedConn(c net.Conn, early bool) *armedConn {
-	a := &armedConn{Conn: c, early: early}
-	if sc, ok := c.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			a.rc = rc
-			a.ready = a.onReady
-		}
+	a := &armedConn{Conn: c, early: early, rc: rawsock.RawConn(c)}
+	if a.rc != nil {
+		a.ready = a.onReady
 	}
 	return a
 }

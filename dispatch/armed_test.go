@@ -8,27 +8,9 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
-}
+	"github.com/pyro-dispatch/pyro-dispatch/internal/tcptest"
+)
 
 // nothingArrives fails if c receives a byte within 50 ms.
 func nothingArrives(t *testing.T, c net.Conn) {
@@ -52,7 +34,7 @@ func readN(t *testing.T, c net.Conn, n int) []byte {
 
 // A small write waits for the next Read, which sends it and then returns the answer.
 func TestArmedConnWritesInRead(t *testing.T) {
-	c, peer := tcpPair(t)
+	c, peer := tcptest.Pair(t)
 	a := newArmedConn(c, false)
 	if err := a.write([]byte("he"), []byte("ll"), []byte("o")); err != nil {
 		t.Fatal(err)
@@ -78,7 +60,7 @@ func TestArmedConnWritesInRead(t *testing.T) {
 
 // A Read that cannot wait (its deadline passed) still sends what was held first.
 func TestArmedConnDeadlineStillWrites(t *testing.T) {
-	c, peer := tcpPair(t)
+	c, peer := tcptest.Pair(t)
 	a := newArmedConn(c, false)
 	a.write([]byte("reply"), nil, nil)
 	a.SetReadDeadline(time.Now().Add(-time.Second))
@@ -92,7 +74,7 @@ func TestArmedConnDeadlineStillWrites(t *testing.T) {
 
 // A write over armLimit goes at once, after what was held; flush sends what is held.
 func TestArmedConnLargeAndFlush(t *testing.T) {
-	c, peer := tcpPair(t)
+	c, peer := tcptest.Pair(t)
 	a := newArmedConn(c, false)
 	a.write([]byte("first"), nil, nil)
 	big := bytes.Repeat([]byte("b"), armLimit)
@@ -121,7 +103,7 @@ func TestArmedConnLargeAndFlush(t *testing.T) {
 func TestArmedConnPeerSentFirst(t *testing.T) {
 	for _, sent := range []string{"request", "end"} {
 		t.Run(sent, func(t *testing.T) {
-			c, peer := tcpPair(t)
+			c, peer := tcptest.Pair(t)
 			a := newArmedConn(c, true)
 			if sent == "request" {
 				peer.Write([]byte("next"))

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"syscall"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
 )
 
 // watcher is the server's one epoll instance for sockets no goroutine is reading:
@@ -86,19 +88,8 @@ func (w *watcher) add(s *Session, c net.Conn, events uint32, park bool) uint32 {
 	if w == nil {
 		return 0
 	}
-	if tc, ok := c.(*tls.Conn); ok { // the socket under it
-		c = tc.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	fd := -1
-	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+	fd := rawsock.FD(c) // under TLS, its socket
+	if fd < 0 {
 		return 0
 	}
 	w.mu.Lock()
@@ -182,12 +173,8 @@ func clientLeft(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok { // a close shows on its socket too
 		c = tc.NetConn()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawsock.RawConn(c)
+	if rc == nil {
 		return false
 	}
 	left := false

@@ -2,32 +2,7 @@
 
 package pool
 
-import (
-	"crypto/tls"
-	"net"
-	"syscall"
-)
-
-// sockFD returns the file descriptor of a socket connection, -1 for anything else (a
-// test's net.Pipe). It is valid as long as the connection is open.
-func sockFD(c net.Conn) int {
-	if tc, ok := c.(*tls.Conn); ok { // its socket: a daemon's close shows there too
-		c = tc.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return -1
-	}
-	return fd
-}
+import "syscall"
 
 // alive reports whether an idle connection can still carry a call: a non-blocking peek
 // that finds nothing to read. End of stream (the daemon closed it: its COMMTIMEOUT, a

@@ -473,7 +473,7 @@ func (p *Pool) dialedLocked(ctx context.Context, started time.Time, nc net.Conn,
 			nc = rawsock.New(nc)
 			c := &Conn{
 				Conn:        nc,
-				fd:          sockFD(nc),
+				fd:          rawsock.FD(nc),
 				Reader:      frame.NewReader(nc, p.cfg.ReadBufferSize, frame.Limits{}),
 				p:           p,
 				created:     now,

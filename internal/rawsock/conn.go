@@ -1,6 +1,7 @@
 package rawsock
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -112,12 +113,8 @@ type Conn struct {
 // New returns c with raw reads and writes when it is a socket of the net package (it
 // has a descriptor), and c itself otherwise (TLS, a pipe).
 func New(c net.Conn) net.Conn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return c
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := RawConn(c)
+	if rc == nil {
 		return c
 	}
 	r := &Conn{Conn: c, rc: rc}
@@ -176,6 +173,37 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 
 // SyscallConn returns the inner connection's raw connection.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// RawConn returns the raw connection of x's descriptor (syscall.Conn), or nil when x has
+// none (TLS, a pipe) or it is closed.
+func RawConn(x any) syscall.RawConn {
+	sc, ok := x.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// FD returns the descriptor of c's socket (the one under TLS for a *tls.Conn), or -1
+// when it has none (a test's net.Pipe). It is valid as long as c is open.
+func FD(c net.Conn) int {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	rc := RawConn(c)
+	if rc == nil {
+		return -1
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1
+	}
+	return fd
+}
 
 // opError is errno e of operation op on conn as the net package reports it.
 func opError(op string, conn net.Conn, e syscall.Errno) error {

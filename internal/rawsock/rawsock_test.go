@@ -2,6 +2,7 @@ package rawsock
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -9,30 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/tcptest"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection: a, wrapped by New, and b.
 func tcpPair(t *testing.T) (*Conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-accepted
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
+	a, b := tcptest.Pair(t)
 	rc, ok := New(a).(*Conn)
 	if !ok {
 		t.Fatalf("New(%T) did not wrap it", a)
@@ -182,6 +167,29 @@ func TestNewLeavesOthers(t *testing.T) {
 	defer q.Close()
 	if New(p) != p {
 		t.Fatal("New wrapped a connection without a descriptor")
+	}
+	if RawConn(p) != nil || FD(p) != -1 {
+		t.Fatal("a pipe has a descriptor")
+	}
+}
+
+// TestFD: a socket's descriptor, the same under TLS and under a Conn, and none once it
+// is closed.
+func TestFD(t *testing.T) {
+	a, _ := tcptest.Pair(t)
+	fd := FD(a)
+	if fd < 0 {
+		t.Fatalf("FD of a TCP connection: %d", fd)
+	}
+	if got := FD(tls.Client(a, &tls.Config{})); got != fd {
+		t.Fatalf("FD under TLS: %d, want %d", got, fd)
+	}
+	if got := FD(New(a)); got != fd {
+		t.Fatalf("FD of its Conn: %d, want %d", got, fd)
+	}
+	a.Close()
+	if got := FD(a); got != -1 {
+		t.Fatalf("FD of a closed connection: %d", got)
 	}
 }
 

@@ -5,6 +5,8 @@ package splice
 import (
 	"io"
 	"syscall"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
 )
 
 // chunk bounds one splice into the pipe: what a default pipe holds.
@@ -96,24 +98,12 @@ func (p *Pipe) Copy(dst io.Writer, src io.Reader, n int64) (int64, error) {
 // raw returns the raw connections of src and dst, nil for one that has none.
 func (p *Pipe) raw(src io.Reader, dst io.Writer) (sraw, draw syscall.RawConn) {
 	if any(src) != p.src {
-		p.src, p.sraw = src, rawConn(src)
+		p.src, p.sraw = src, rawsock.RawConn(src)
 	}
 	if any(dst) != p.dst {
-		p.dst, p.draw = dst, rawConn(dst)
+		p.dst, p.draw = dst, rawsock.RawConn(dst)
 	}
 	return p.sraw, p.draw
-}
-
-func rawConn(x any) syscall.RawConn {
-	sc, ok := x.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
 }
 
 const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK

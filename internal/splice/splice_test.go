@@ -7,32 +7,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/pyro-dispatch/pyro-dispatch/internal/tcptest"
+)
 
 func pattern(n int) []byte {
 	b := make([]byte, n)
@@ -46,8 +23,8 @@ func pattern(n int) []byte {
 // still there to read.
 func TestCopyMovesExactlyN(t *testing.T) {
 	for _, n := range []int{1, 1000, 64 << 10, 3<<20 + 17} {
-		srcW, src := tcpPair(t)
-		dst, dstR := tcpPair(t)
+		srcW, src := tcptest.Pair(t)
+		dst, dstR := tcptest.Pair(t)
 		data := pattern(n)
 		go func() { srcW.Write(append(append([]byte(nil), data...), "NEXT"...)) }()
 		got := make(chan []byte, 1)
@@ -80,8 +57,8 @@ func TestCopyMovesExactlyN(t *testing.T) {
 // says so and how much it took, and the source can be read on from exactly there.
 func TestCopyDestinationGoneKeepsSourcePosition(t *testing.T) {
 	const n = 8 << 20
-	srcW, src := tcpPair(t)
-	dst, dstR := tcpPair(t)
+	srcW, src := tcptest.Pair(t)
+	dst, dstR := tcptest.Pair(t)
 	data := append(pattern(n), "NEXT"...)
 	go srcW.Write(data)
 	// The reader takes a little, then resets the connection.
@@ -110,8 +87,8 @@ func TestCopyDestinationGoneKeepsSourcePosition(t *testing.T) {
 		t.Fatal("source position after the failure is not where Copy said")
 	}
 	// The pipe was dropped with its stale bytes: the next Copy starts clean.
-	srcW2, src2 := tcpPair(t)
-	dst2, dstR2 := tcpPair(t)
+	srcW2, src2 := tcptest.Pair(t)
+	dst2, dstR2 := tcptest.Pair(t)
 	go srcW2.Write([]byte("hello"))
 	if taken, err := p.Copy(dst2, src2, 5); err != nil || taken != 5 {
 		t.Fatalf("Copy after failure = %d, %v", taken, err)
@@ -125,8 +102,8 @@ func TestCopyDestinationGoneKeepsSourcePosition(t *testing.T) {
 // TestCopySourceEndsEarly: a source that ends before n is io.ErrUnexpectedEOF on the
 // source's side.
 func TestCopySourceEndsEarly(t *testing.T) {
-	srcW, src := tcpPair(t)
-	dst, _ := tcpPair(t)
+	srcW, src := tcptest.Pair(t)
+	dst, _ := tcptest.Pair(t)
 	srcW.Write([]byte("short"))
 	srcW.Close()
 	taken, err := New().Copy(dst, src, 100)
@@ -137,8 +114,8 @@ func TestCopySourceEndsEarly(t *testing.T) {
 
 // TestCopyDeadline: a source deadline ends a Copy that waits.
 func TestCopyDeadline(t *testing.T) {
-	_, src := tcpPair(t)
-	dst, _ := tcpPair(t)
+	_, src := tcptest.Pair(t)
+	dst, _ := tcptest.Pair(t)
 	src.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := New().Copy(dst, src, 10)
 	var ne net.Error
@@ -179,8 +156,8 @@ func TestCopyBuffered(t *testing.T) {
 
 // TestCopyAllocations: copies between the same connections allocate nothing.
 func TestCopyAllocations(t *testing.T) {
-	srcW, src := tcpPair(t)
-	dst, dstR := tcpPair(t)
+	srcW, src := tcptest.Pair(t)
+	dst, dstR := tcptest.Pair(t)
 	const n = 256 << 10
 	data := pattern(n)
 	go func() {
