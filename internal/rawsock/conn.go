@@ -75,6 +75,9 @@ func (w *Writer) onWritable(fd uintptr) bool {
 		if e == syscall.EAGAIN {
 			return false
 		}
+		if e == 0 && n == 0 { // took nothing, yet no EAGAIN: never spin on it
+			e = syscall.EIO
+		}
 		if e != 0 {
 			w.err = e
 			return true
