@@ -42,6 +42,12 @@ func natRegister(t *testing.T, w natWorld, name, uri string) {
 	pyro4test.RunPython(t, script(t, "nat_world.py"), nil, "--register", w.NS, name, uri)
 }
 
+// natRemove removes name from the world's name server.
+func natRemove(t *testing.T, w natWorld, name string) {
+	t.Helper()
+	pyro4test.RunPython(t, script(t, "nat_world.py"), nil, "--remove", w.NS, name)
+}
+
 // natClientOut is what nat_client.py prints.
 type natClientOut struct {
 	Connected []string             `json:"connected"`
@@ -187,26 +193,58 @@ func TestEdgeAcrossNAT(t *testing.T) {
 			check(out, map[string]string{"thing.one": "a"})
 
 			// Published outside with the edge's URIs.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				stdout, _ := pyro4test.RunPython(t, `
+			// Published outside with the edge's URIs; an object that leaves the inside name
+			// server is removed outside, unless someone else took its name there meanwhile.
+			natRegister(t, w, "pub.gone", "PYRO:late.one@"+w.B)
+			natRegister(t, w, "pub.taken", "PYRO:late.one@"+w.B)
+			outsideHas := func(what string, ok func(map[string]string) bool) {
+				t.Helper()
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					stdout, _ := pyro4test.RunPython(t, `
 import json, sys, Pyro4
 h, p = sys.argv[1].rsplit(":", 1)
-print(json.dumps(Pyro4.locateNS(h, int(p)).list(prefix="thing.")))
+ns = Pyro4.locateNS(h, int(p))
+print(json.dumps(dict(ns.list(prefix="thing."), **ns.list(prefix="pub."))))
 `, nil, outside.Line)
-				var got map[string]string
-				json.Unmarshal(stdout, &got)
-				if got["thing.one"] == at("thing.one") && got["thing.two"] == at("thing.two") {
-					break
+					var got map[string]string
+					json.Unmarshal(stdout, &got)
+					if ok(got) {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("outside name server lists %v, want %s", got, what)
+					}
+					time.Sleep(100 * time.Millisecond)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("outside name server lists %v", got)
-				}
-				time.Sleep(100 * time.Millisecond)
 			}
+			outsideHas("every object published", func(got map[string]string) bool {
+				return got["thing.one"] == at("thing.one") && got["thing.two"] == at("thing.two") &&
+					got["pub.gone"] == at("late.one") && got["pub.taken"] == at("late.one")
+			})
 			if e := p.waitLog(t, "published", map[string]string{"name": "thing.one"}); toString(e.ContextMap()["uri"]) != at("thing.one") {
 				t.Errorf("published log %v", e.ContextMap())
 			}
+			// pub.taken leaves the inside, and someone registers the name outside before or
+			// after the edge's next round: either way the edge leaves their entry alone.
+			natRemove(t, w, "pub.gone")
+			natRemove(t, w, "pub.taken")
+			other := "PYRO:someone.else@127.0.0.1:1"
+			pyro4test.RunPython(t, `
+import sys, Pyro4
+h, p = sys.argv[1].rsplit(":", 1)
+Pyro4.locateNS(h, int(p)).register("pub.taken", sys.argv[2])
+`, nil, outside.Line, other)
+			p.waitLog(t, "unpublished: no longer behind the listener", map[string]string{"name": "pub.gone"})
+			outsideHas("pub.gone removed, pub.taken left to its new owner", func(got map[string]string) bool {
+				_, gone := got["pub.gone"]
+				return !gone && got["pub.taken"] == other && got["thing.one"] == at("thing.one")
+			})
+			pyro4test.RunPython(t, `
+import sys, Pyro4
+h, p = sys.argv[1].rsplit(":", 1)
+Pyro4.locateNS(h, int(p)).remove("pub.taken")
+`, nil, outside.Line)
 		})
 	}
 }

@@ -5,6 +5,7 @@ the edge only.
 
 Usage: nat_world.py DIR      (the unix socket is DIR/a.sock)
        nat_world.py --register NS_HOST:NS_PORT NAME URI [TAG]   (and exit)
+       nat_world.py --remove NS_HOST:NS_PORT NAME                 (and exit)
 
 The first stdout line is JSON: {"ns": "127.0.0.1:P", "a": "DIR/a.sock", "b": "127.0.0.1:Q"}.
 Objects (who() returns the daemon's name): thing.one on a, thing.two on b, each with
@@ -37,8 +38,16 @@ def register(ns_addr, name, uri, tag=None):
     ns.register(name, uri, metadata={tag} if tag else None)
 
 
+def remove(ns_addr, name):
+    host, port = ns_addr.rsplit(":", 1)
+    Pyro4.locateNS(host, int(port)).remove(name)
+
+
 if sys.argv[1] == "--register":
     register(*sys.argv[2:])
+    sys.exit(0)
+if sys.argv[1] == "--remove":
+    remove(*sys.argv[2:])
     sys.exit(0)
 
 sock = os.path.join(sys.argv[1], "a.sock")
