@@ -128,3 +128,41 @@ func TestTLSHostile(t *testing.T) {
 		t.Fatalf("TLS client after a renegotiation attempt: %v", o)
 	}
 }
+
+// A client that resets its connection (a killed process), idle or in the middle of a call,
+// ended: its session closes with an info line, as at EOF, not a warning.
+func TestClientResetIsAnEnd(t *testing.T) {
+	be := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "slow" {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return reply
+	})
+	core, logs := observer.New(zap.InfoLevel)
+	_, addr := startProxyLogged(t, be.Addr().String(), zap.New(core), nil)
+	reset := func(g *goClient) {
+		g.c.(*net.TCPConn).SetLinger(0) // its close sends a reset
+		g.c.Close()
+	}
+	idle := dialClient(t, addr)
+	reset(idle)
+	inCall := dialClient(t, addr)
+	inCall.send(t, frame.Invoke, 0, nil, []byte("slow"))
+	time.Sleep(20 * time.Millisecond)
+	reset(inCall)
+	deadline := time.Now().Add(answerWithin)
+	for logs.FilterMessage("closing client: connection ended").FilterFieldKey("error").Len() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log lines: %v", logs.All())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, e := range logs.FilterMessage("closing client: connection ended").All() {
+		if e.Level != zap.InfoLevel {
+			t.Errorf("%s at %v", e.Message, e.Level)
+		}
+	}
+	if w := logs.FilterMessage("closing client"); w.Len() > 0 {
+		t.Errorf("a client's reset logged as a warning: %v", w.All())
+	}
+}

@@ -1247,11 +1247,21 @@ func (s *Session) logEnd(err error) {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		s.logger().Warn("closing client: timed out", zap.Error(err))
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || clientReset(err):
 		s.logger().Info("closing client: connection ended", zap.Error(err))
 	default:
 		s.logger().Warn("closing client", zap.Error(err))
 	}
+}
+
+// clientReset reports whether err is the client's connection reset (a killed process, a
+// socket closed with bytes unread), on the client's side: the client ended, as at EOF.
+func clientReset(err error) bool {
+	var ce *copyError
+	if errors.As(err, &ce) && !ce.fromClient {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // setClientDeadline sets (d > 0) or clears the client read deadline.
