@@ -1035,6 +1035,9 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 	} else {
 		w.iov = [3][]byte{m.Raw, m.Annotations, m.Payload}
 	}
+	if pc, ok := dst.(*pool.Conn); ok {
+		dst = pc.Conn // its socket: a *rawsock.Conn when it has one
+	}
 	var err error
 	switch d := dst.(type) {
 	case *rawsock.Conn:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -134,16 +133,6 @@ type Conn struct {
 }
 
 func (c *Conn) lease() Lease { return Lease{Conn: c, gen: c.gen.Load()} }
-
-// ReadFrom copies r into the connection with the socket's own ReadFrom, so that io.Copy
-// from another socket into a pooled connection splices (splice(2) between TCP sockets)
-// instead of going through a user-space buffer.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
 
 // Lease is one caller's exclusive use of a Conn. End it with Release (the connection is
 // clean: every request answered, nothing left unread) or Destroy. It is a small value:
