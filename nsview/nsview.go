@@ -57,7 +57,9 @@ func (e *DecodeError) Unwrap() []error {
 // the URI's own address changes nothing. It must return the same answer for the same
 // URI. A value that a marshal payload shares by reference (the same str object under
 // two names, a container met twice) is reported once. The URI's strings stay valid
-// after the call.
+// after the call. A URI str without a location whose object ends in '@' is left as it
+// is whatever Translate says: a location written after it would be read back with
+// another object id.
 type Translate func(u URI) (Addr, bool)
 
 // Limits bound the work and memory of one Rewrite. Zero fields take the defaults.

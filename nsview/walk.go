@@ -185,6 +185,11 @@ func (w *walker) stringURI(s []byte) (u uriText, to Addr, change bool, err error
 		Form:     FormString,
 	}
 	to, change, err = w.call(uri)
+	if u.locStart < 0 && s[u.objEnd-1] == '@' {
+		// An object ending in '@' cannot take a location: Pyro4 reads "o@" + "@gw:1"
+		// back as object "o" at "@gw:1". Such a URI is left as it is.
+		change = false
+	}
 	return u, to, change, err
 }
 

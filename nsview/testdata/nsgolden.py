@@ -127,7 +127,9 @@ def transform(value, mapping, found, shared):
             if p:
                 proto, obj, loc, m = p
                 found.append([proto, obj, loc, "string"])
-                if loc in mapping:
+                # An object ending in "@" without a location cannot take one ("o@" +
+                # "@gw" reads back as object "o"): nsview leaves such a URI as it is.
+                if loc in mapping and (m.group("location") or not obj.endswith("@")):
                     if m.group("location"):
                         return v[:m.start("location")] + mapping[loc]
                     return v[:m.end("object")] + "@" + mapping[loc]
