@@ -170,13 +170,44 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 			waited = true
 			continue
 		}
+		var freed <-chan struct{}
+		if best == nil && reserved > 0 {
+			// The pool's other connections may be pinned by sessions: while this call
+			// waits for one of them, a held connection of the mux may be freed first.
+			if x.freed == nil {
+				x.freed = make(chan struct{})
+			}
+			freed = x.freed
+		}
 		x.dialing++
 		if x.dialed == nil {
 			x.dialed = make(chan struct{})
 		}
 		x.mu.Unlock()
 		// With a connection to join, the call is not one with nowhere else to go.
-		return x.open(best, waits && best == nil, lastResort && best == nil)
+		c, err := x.open(best, freed, waits && best == nil, lastResort && best == nil)
+		if errors.Is(err, context.Canceled) {
+			continue // a held connection was freed while the pool had none: decide again
+		}
+		return c, err
+	}
+}
+
+// freedContext is done once a held connection of the mux is freed (signalFreed): a call
+// waiting for the pool stops waiting, to take that one.
+type freedContext struct {
+	context.Context // Background: no deadline, no values
+	freed           <-chan struct{}
+}
+
+func (c freedContext) Done() <-chan struct{} { return c.freed }
+
+func (c freedContext) Err() error {
+	select {
+	case <-c.freed:
+		return context.Canceled
+	default:
+		return nil
 	}
 }
 
@@ -211,11 +242,16 @@ func (x *mux) await(ch <-chan struct{}) error {
 // to give, best (if any) is shared instead. The call counts as on the connection
 // returned (claim). A nested call that no connection may take (each carries the call it
 // is nested in) gets one beyond max_open when it must; a call with no other member to go
-// to dials even while the pool backs off (lastResort).
-func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
+// to dials even while the pool backs off (lastResort). A wait for the pool ends with
+// context.Canceled when freed (if not nil) closes.
+func (x *mux) open(best *muxConn, freed <-chan struct{}, nested, lastResort bool) (*muxConn, error) {
 	var lease pool.Lease
 	var err error
 	full := x.h.pool.Full()
+	ctx := context.Background()
+	if freed != nil && full { // only a wait: a dial under way is not cut short
+		ctx = freedContext{ctx, freed}
+	}
 	if best != nil && full && !nested { // share rather than wait for the pool
 		x.mu.Lock()
 		defer x.mu.Unlock()
@@ -228,9 +264,9 @@ func (x *mux) open(best *muxConn, nested, lastResort bool) (*muxConn, error) {
 		x.srv.log.Info("opened a backend connection beyond pool.max_open for a nested call (a call cycle through the dispatcher)",
 			zap.String("backend", x.h.key.member.Addr), zap.Error(err))
 	} else if lastResort {
-		lease, err = x.h.pool.AcquireLastResort(context.Background())
+		lease, err = x.h.pool.AcquireLastResort(ctx)
 	} else {
-		lease, err = x.h.pool.Acquire(context.Background())
+		lease, err = x.h.pool.Acquire(ctx)
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -737,3 +737,69 @@ func pipelinedLoads(srv *Server) []int {
 	}
 	return loads
 }
+
+// invokeOf is a serpent INVOKE payload of object's method m with one str argument of n
+// bytes: the affinity patterns read the object from it.
+func invokeOf(object string, n int) []byte {
+	return fmt.Appendf(nil, "('%s','m',('%s',),{})", object, strings.Repeat("z", n))
+}
+
+// A call that must wait for the pool (max_open 2: one connection pinned by a session
+// whose object is an affinity one, the mux's other one reserved by a large request whose
+// client sends slowly) takes the mux's connection as soon as the large request's call
+// ends, rather than wait out wait_timeout for the pool and be refused. The sessions share
+// one handshake, and so one pool.
+func TestPipelinedCallTakesConnectionFreedWhileWaitingForPool(t *testing.T) {
+	be := echoBackend(t, func(*frame.Reader, *frame.Message, *frame.Header) answer { return reply })
+	_, addr := startProxy(t, be.Addr().String(), func(c *config.Config) {
+		c.Listeners[0].Affinity = []string{"pinned"}
+		c.Listeners[0].Pool.WaitTimeout = 3 * time.Second
+		pipelined(2, 8)(c)
+	})
+	pinned := dialClient(t, addr)
+	if h := pinned.call(t, frame.Invoke, 0, nil, invokeOf("pinned", 1)); h.Type != frame.Result {
+		t.Fatalf("pinned call: %v", h.Type)
+	}
+	large := dialClient(t, addr)
+	payload := invokeOf("free", 1<<20)
+	head := frame.Header{Type: frame.Invoke, Seq: 2, Serializer: frame.Serpent, DataLen: len(payload)}.Append(nil)
+	if _, err := large.c.Write(append(head, payload[:100<<10]...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the mux's connection is reserved for it now
+	small := dialClient(t, addr)
+	done := make(chan frame.Header, 1)
+	go func() {
+		small.send(t, frame.Invoke, 0, nil, invokeOf("free", 1))
+		m, err := small.r.Next()
+		if err == nil {
+			err = small.r.Discard(&m)
+		}
+		if err != nil {
+			m.Header.Type = 0
+		}
+		done <- m.Header
+	}()
+	time.Sleep(200 * time.Millisecond) // the small call waits for a connection
+	if _, err := large.c.Write(payload[100<<10:]); err != nil {
+		t.Fatal(err)
+	}
+	large.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := large.r.Next()
+	if err == nil {
+		err = large.r.ReadRest(&m)
+	}
+	if err != nil || !bytes.Equal(m.Payload, payload) {
+		t.Fatalf("large call: %d bytes, %v", len(m.Payload), err)
+	}
+	ended := time.Now()
+	select {
+	case h := <-done:
+		if h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
+			t.Fatalf("small call answered with %v %v", h.Type, h.Flags)
+		}
+		t.Logf("small call answered %v after the large call ended", time.Since(ended))
+	case <-time.After(time.Second):
+		t.Fatal("the small call still waits 1 s after the connection it could take was freed")
+	}
+}
