@@ -129,12 +129,16 @@ func TestTLSHostile(t *testing.T) {
 	}
 }
 
-// A client that resets its connection (a killed process), idle or in the middle of a call,
-// ended: its session closes with an info line, as at EOF, not a warning.
+// A client that resets its connection (a killed process), idle, in the middle of a call
+// or of a large (spliced) reply, ended: its session closes with an info line, as at EOF,
+// not a warning, and the backend is not blamed.
 func TestClientResetIsAnEnd(t *testing.T) {
 	be := echoBackend(t, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
-		if string(m.Payload) == "slow" {
+		switch string(m.Payload) {
+		case "slow":
 			time.Sleep(100 * time.Millisecond)
+		case "big":
+			m.Payload = bytes.Repeat([]byte("y"), 32<<20) // more than the sockets hold
 		}
 		return reply
 	})
@@ -150,8 +154,14 @@ func TestClientResetIsAnEnd(t *testing.T) {
 	inCall.send(t, frame.Invoke, 0, nil, []byte("slow"))
 	time.Sleep(20 * time.Millisecond)
 	reset(inCall)
+	inReply := dialClient(t, addr)
+	inReply.send(t, frame.Invoke, 0, nil, []byte("big"))
+	if _, err := io.ReadFull(inReply.c, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	reset(inReply)
 	deadline := time.Now().Add(answerWithin)
-	for logs.FilterMessage("closing client: connection ended").FilterFieldKey("error").Len() < 2 {
+	for logs.FilterMessage("closing client: connection ended").FilterFieldKey("error").Len() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("log lines: %v", logs.All())
 		}
@@ -162,7 +172,45 @@ func TestClientResetIsAnEnd(t *testing.T) {
 			t.Errorf("%s at %v", e.Message, e.Level)
 		}
 	}
-	if w := logs.FilterMessage("closing client"); w.Len() > 0 {
+	if w := logs.FilterLevelExact(zap.WarnLevel); w.Len() > 0 {
 		t.Errorf("a client's reset logged as a warning: %v", w.All())
+	}
+}
+
+// A daemon that resets its connection in the middle of a large (spliced) request is a
+// backend lost during a call, not a client that left: the client's connection is closed,
+// as the daemon's loss would close it, with the backend named in the warning.
+func TestBackendResetMidLargeRequest(t *testing.T) {
+	be := testBackend(t, func(c net.Conn, r *frame.Reader) {
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			if m.Header.Type == frame.Connect {
+				r.ReadRest(&m)
+				h := m.Header
+				h.Type = frame.ConnectOK
+				c.Write(frame.AppendMessage(nil, h, nil, nil))
+				continue
+			}
+			io.CopyN(io.Discard, c, 256<<10) // a part of it, then a reset
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			return
+		}
+	})
+	core, logs := observer.New(zap.InfoLevel)
+	_, addr := startProxyLogged(t, be.Addr().String(), zap.New(core), nil)
+	g := dialClient(t, addr)
+	go g.c.Write(frame.AppendMessage(nil, frame.Header{Type: frame.Invoke, Seq: 1, Serializer: frame.Serpent, DataLen: 32 << 20}, nil,
+		bytes.Repeat([]byte("z"), 32<<20))) // ends with an error once the proxy closes
+	g.expectClosed(t)
+	deadline := time.Now().Add(answerWithin)
+	for logs.FilterMessage("backend lost during a call: closing the client's connection, as the daemon's loss would").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log lines: %v", logs.All())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

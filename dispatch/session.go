@@ -1023,7 +1023,7 @@ type writer struct {
 // otherwise the buffered prefix and then the rest moved from the source socket by
 // io.CopyN, which splices between TCP or unix sockets (or by w.pipe). srcIsClient tells
 // which side a failure is on (copyError); after io.CopyN a failure is put on the source's
-// side, w.pipe tells the side that failed.
+// side unless dstFailed, w.pipe tells the side that failed.
 func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []byte, limit int, srcIsClient bool) error {
 	if m.Remaining > 0 && m.Header.DataLen <= limit {
 		if err := r.ReadRest(m); err != nil { // m's slices may have moved with the buffer
@@ -1065,10 +1065,17 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		}
 	} else if m.Remaining > 0 {
 		if _, err := r.CopyRest(dst, m); err != nil {
-			return &copyError{fromClient: srcIsClient, err: err}
+			return &copyError{fromClient: srcIsClient != dstFailed(dst, err), err: err}
 		}
 	}
 	return nil
+}
+
+// dstFailed tells whether io.CopyN's failure err was on dst's side, which its error does
+// not say: only a write fails with EPIPE, and a reset was dst's when dst's socket shows
+// it (the other's reset would leave dst up).
+func dstFailed(dst net.Conn, err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) && rawsock.PeerGone(dst)
 }
 
 // join writes w.iov to dst as one piece: TLS would make a record of each piece.

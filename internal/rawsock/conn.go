@@ -208,6 +208,20 @@ func FD(c net.Conn) int {
 	return fd
 }
 
+// PeerGone reports whether c's peer is gone: a peek at its socket that neither blocks
+// nor consumes data finds the end of the stream or a reset (whose error it takes: a
+// later read finds the end). False while the connection is up or has data to read, and
+// for a connection without a socket. For a connection being closed after a failure.
+func PeerGone(c net.Conn) bool {
+	fd := FD(c)
+	if fd < 0 {
+		return false
+	}
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return n == 0 && err == nil || err == syscall.ECONNRESET
+}
+
 // opError is errno e of operation op on conn as the net package reports it.
 func opError(op string, conn net.Conn, e syscall.Errno) error {
 	return &net.OpError{Op: op, Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: os.NewSyscallError(op, e)}

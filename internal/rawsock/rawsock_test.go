@@ -211,3 +211,43 @@ func TestFDCalls(t *testing.T) {
 		t.Fatalf("peer read %q, %v", got, err)
 	}
 }
+
+// TestPeerGone: up, or with bytes still to read, the peer is not gone; after its close or
+// its reset, also once this end read the reset, it is; a connection without a socket
+// never is.
+func TestPeerGone(t *testing.T) {
+	wait := func(c net.Conn, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Second); PeerGone(c) != want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("PeerGone: %v, want %v", !want, want)
+			}
+		}
+	}
+	a, b := tcptest.Pair(t)
+	wait(a, false)
+	b.Write([]byte("x"))
+	wait(a, false)
+	b.Close()
+	wait(a, false) // the byte is still to be read: the end is behind it
+	if _, err := a.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	wait(a, true)
+
+	c, d := tcptest.Pair(t)
+	d.(*net.TCPConn).SetLinger(0) // its close sends a reset
+	d.Close()
+	wait(c, true)
+	if _, err := c.Read(make([]byte, 1)); err == nil { // EOF: the peek took the reset's error
+		t.Fatal("read after the reset: no error")
+	}
+	wait(c, true)
+
+	p, q := net.Pipe()
+	defer p.Close()
+	q.Close()
+	if PeerGone(p) {
+		t.Fatal("a pipe's peer gone: it has no socket to tell")
+	}
+}
