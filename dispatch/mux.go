@@ -350,14 +350,15 @@ func (x *mux) close() {
 }
 
 // drain stops the mux taking calls: each connection closes once the calls it carries are
-// answered (a reload removed its member, or its handshake left the cache).
+// answered and their replies relayed (a reload removed its member, or its handshake left
+// the cache).
 func (x *mux) drain() {
 	x.mu.Lock()
 	x.closed = true
 	for _, c := range x.conns {
 		c.mu.Lock()
 		c.retired = true
-		if c.head == len(c.calls) {
+		if c.head == len(c.calls) && !c.delivering { // else delivered fails it
 			c.failLocked(errRetired)
 		}
 		c.mu.Unlock()

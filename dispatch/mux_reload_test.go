@@ -1,6 +1,9 @@
 package dispatch
 
 import (
+	"bytes"
+	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +89,51 @@ func TestPipelinedCallRoutedAgainWhenReloadRemovesItsMember(t *testing.T) {
 	}
 	if h := g.call(t, frame.Invoke, 0, nil, []byte("after")); h.Type != frame.Result || h.Flags.Has(frame.FlagException) {
 		t.Fatalf("a call after the reload: %v %v", h.Type, h.Flags)
+	}
+}
+
+// A reload that removes a member drains its pipelined connections: one whose reply is
+// being relayed (taken off the connection's queue, not yet through) closes only once
+// the reply is through (the soak found a large reply cut by a reload).
+func TestPipelinedDrainWaitsForReplyInDelivery(t *testing.T) {
+	const size = 32 << 20 // more than the sockets hold: the client's reading paces it
+	big := func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "big" {
+			m.Payload = bytes.Repeat([]byte("y"), size)
+		}
+		return reply
+	}
+	a, b := echoBackend(t, big), echoBackend(t, big)
+	only := func(ln net.Listener) config.Config {
+		cfg := config.Defaults()
+		cfg.Backends = []config.Backend{{Name: "g", Members: []config.Member{{Address: ln.Addr().String()}}}}
+		cfg.Listeners = []config.Listener{{Name: "t", Listen: config.StringList{"127.0.0.1:0"}, Mode: config.ModePooled,
+			Pool: config.Pool{MaxOpen: 2, Pipeline: 4}, Routes: []config.Route{{To: "g"}}}}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	srv, err := NewServer(only(b), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(canceledContext()) })
+	g := dialClient(t, srv.Addrs()[0].String())
+	g.send(t, frame.Invoke, 0, nil, []byte("big"))
+	g.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(g.c, make([]byte, 1<<20)); err != nil { // the reply is under way
+		t.Fatal(err)
+	}
+	if err := srv.Reload(only(a)); err != nil { // b's handshake leaves: its mux drains
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	rest, err := io.Copy(io.Discard, io.LimitReader(g.c, int64(frame.HeaderSize+size-1<<20)))
+	if err != nil || rest != int64(frame.HeaderSize+size-1<<20) {
+		t.Fatalf("the reply after the reload: %d of %d bytes more, %v", rest, frame.HeaderSize+size-1<<20, err)
 	}
 }
