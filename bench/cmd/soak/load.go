@@ -109,7 +109,7 @@ type ledger struct {
 	order    []string
 	failures []Failure
 	backs    []Back
-	failing  map[string]bool      // Go clients whose last call failed
+	failing  map[string]bool      // clients whose last call failed
 	lastOK   map[string]time.Time // Go clients' last successful call
 	okBySlot map[int64]int64      // the Go load's successful calls by sampleEvery slot
 }
@@ -137,6 +137,13 @@ func (l *ledger) fail(src *source, f Failure) {
 	defer l.mu.Unlock()
 	src.Failed[f.Cause]++
 	l.failures = append(l.failures, f)
+}
+
+// failingNow reports how many clients have not succeeded since their last failure.
+func (l *ledger) failingNow() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.failing)
 }
 
 // observe is the Config.Observe of target t.
@@ -198,6 +205,9 @@ func (l *ledger) pyLine(c pyClient, src *source) func(string) {
 		}
 		switch e.Event {
 		case "fail":
+			l.mu.Lock()
+			l.failing[client] = true
+			l.mu.Unlock()
 			var idle time.Time
 			if e.LastOK > 0 {
 				idle = unixTime(e.LastOK)
@@ -206,6 +216,7 @@ func (l *ledger) pyLine(c pyClient, src *source) func(string) {
 				Cause: classifyPython(e.Class, e.Reason), Reason: e.Class + ": " + e.Reason})
 		case "back":
 			l.mu.Lock()
+			delete(l.failing, client)
 			l.backs = append(l.backs, Back{Client: client, Start: unixTime(e.T0), End: unixTime(e.T1)})
 			l.mu.Unlock()
 		case "summary":

@@ -35,6 +35,9 @@ import (
 // pipelined connection's calls for as long as it holds its reply: up to 14 s here).
 const callTimeout = 30 * time.Second
 
+// failingMax bounds how long the load goes on for clients that failed near the end.
+const failingMax = 30 * time.Second
+
 // settleMax bounds the wait for the resources to come back after the load: Go returns
 // freed memory to the system within a few minutes (its forced GC runs every two).
 const settleMax = 4 * time.Minute
@@ -259,6 +262,11 @@ func (s *soak) run(ctx context.Context) (*report, error) {
 	select {
 	case <-ctx.Done():
 	case <-time.After(time.Until(latest(r.SoakStart.Add(s.opt.duration), last.Add(recoveryBound+time.Second)))):
+	}
+	// And on while a client that failed has not succeeded since: the slowest streams call
+	// every 10 s, so a failure at the end would otherwise have no call to come back with.
+	for end := time.Now().Add(failingMax); r.Soak.failingNow() > 0 && time.Now().Before(end) && ctx.Err() == nil; {
+		time.Sleep(100 * time.Millisecond)
 	}
 	r.SoakEnd = time.Now()
 	stopLoad()
