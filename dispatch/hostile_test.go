@@ -214,3 +214,50 @@ func TestBackendResetMidLargeRequest(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A daemon that fails in the middle of a large reply (spliced to the client) loses that
+// call as a daemon's loss would, in session and pipelined mode: the client's connection
+// is closed, and the loss is a warning naming the backend.
+func TestBackendLostMidLargeReply(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode func(*config.Config)
+	}{{"session", nil}, {"pipelined", pipelined(1, 8)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := testBackend(t, func(c net.Conn, r *frame.Reader) {
+				for {
+					m, err := r.Next()
+					if err != nil || r.ReadRest(&m) != nil {
+						return
+					}
+					h := m.Header
+					h.Type = frame.Result
+					if m.Header.Type == frame.Connect {
+						h.Type = frame.ConnectOK
+						c.Write(frame.AppendMessage(nil, h, nil, nil))
+						continue
+					}
+					h.DataLen, h.AnnLen = 8<<20, 0 // then only 1 MiB of it, and a reset
+					c.Write(append(h.Append(nil), bytes.Repeat([]byte("y"), 1<<20)...))
+					c.(*net.TCPConn).SetLinger(0)
+					return
+				}
+			})
+			core, logs := observer.New(zap.InfoLevel)
+			_, addr := startProxyLogged(t, be.Addr().String(), zap.New(core), tc.mode)
+			g := dialClient(t, addr)
+			g.send(t, frame.Invoke, 0, nil, []byte("big"))
+			g.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := io.Copy(io.Discard, g.c); err != nil || n >= frame.HeaderSize+8<<20 {
+				t.Fatalf("the client got %d bytes, %v; want the connection closed before the whole reply", n, err)
+			}
+			deadline := time.Now().Add(answerWithin)
+			for logs.FilterMessage(msgBackendLost).FilterField(zap.String("backend", be.Addr().String())).Len() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("log lines: %v", logs.All())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -701,8 +701,8 @@ func (c *muxConn) delivered() {
 }
 
 // deliver relays reply m to session s's client and completes the call, unless the reply
-// could not be read (finished false: the caller ends the call). Only an upstream failure
-// is returned. A client that cannot take its reply (gone, or not reading within the
+// could not be read or the backend failed in the middle of it (finished false: the
+// caller ends the call). Only an upstream failure is returned. A client that cannot take its reply (gone, or not reading within the
 // header timeout) is closed; the rest of its reply is read past so that the connection
 // stays in step and the calls queued behind it carry on: the connection's pipe
 // (splice.Pipe) knows how much of a spliced reply it took from the backend when the
@@ -734,20 +734,20 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
 	}
 	err = c.wbuf.send(s.cl, r, m, head, limit, false) // s.cl: its socket only (the session reads it)
+	if err != nil && !fromClient(err) {
+		// The backend failed mid-reply: the call is lost with the connection, whose
+		// reader ends it as on the daemon's loss (lost closes the client).
+		return false, err
+	}
 	if err != nil {
-		s.client.Close() // gone, too slow, or its reply cut short: the session ends
+		s.client.Close() // gone, or too slow: the session ends
 		s.debug("reply not delivered", zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 		outcome = metrics.ClientGone
-		if fromClient(err) { // the reader's position is known: the rest can be skipped
-			err = r.Discard(m)
-		}
-		if err != nil {
+		// The reader's position is known: the rest is skipped, and the calls behind
+		// carry on. If the backend fails meanwhile, the connection is failed before the
+		// call ends, so that no call is queued on it any more.
+		if err = r.Discard(m); err != nil {
 			outcome = metrics.BackendLost
-		}
-		if err != nil {
-			// The backend failed mid-reply (or, without a pipe, the position is unknown).
-			// The connection is failed before the call ends, so that no call is queued
-			// on it any more.
 			c.mu.Lock()
 			c.failLocked(err)
 			c.mu.Unlock()
@@ -771,8 +771,7 @@ func (c *muxConn) lost(s *Session, err error) {
 		s.finishCall()
 		return
 	}
-	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
-		zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
+	s.logger().Warn(msgBackendLost, zap.String("backend", s.call.member.Addr), zap.Error(err), zap.Stringer("corr", corrID(s.call.corr)))
 	s.logCall(s.call.member, s.call.h, s.call.corr, s.call.object, s.call.method, s.call.start, lostOutcome(err), 0)
 	s.finishCall()
 }

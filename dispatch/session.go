@@ -751,14 +751,18 @@ func (s *Session) relayCall() error {
 	}
 	relayed := false
 	if nsCall && !r.Header.Flags.Has(frame.FlagException) {
-		if relayed, err = s.forwardNSReply(&r); err != nil {
-			return fmt.Errorf("relaying reply: %w", err)
-		}
+		relayed, err = s.forwardNSReply(&r)
 	}
-	if !relayed {
-		if err := s.forwardReply(&r); err != nil {
-			return fmt.Errorf("relaying reply: %w", err)
+	if err == nil && !relayed {
+		err = s.forwardReply(&r)
+	}
+	if err != nil {
+		err = fmt.Errorf("relaying reply: %w", err)
+		if fromClient(err) {
+			return err
 		}
+		// The backend failed in the middle of its reply, or the reply its HMAC check.
+		return s.upstreamLost(h, corr, object, method, start, err)
 	}
 	s.setUpstreamDeadline(0)
 	s.detach()
@@ -1104,6 +1108,9 @@ func fromClient(err error) bool {
 	return errors.As(err, &ce) && ce.fromClient
 }
 
+// msgBackendLost is the warning of a call lost with its backend (upstreamLost, lost).
+const msgBackendLost = "backend lost during a call: closing the client's connection, as the daemon's loss would"
+
 // upstreamLost ends the session after its backend failed while a request may have
 // reached the daemon (written, reply not complete): the client's connection is closed, as
 // the daemon's loss would close it, so that a Pyro4 client raises ConnectionClosedError
@@ -1118,7 +1125,7 @@ func (s *Session) upstreamLost(h frame.Header, corr []byte, object, method strin
 		s.lease, s.pinned, s.upDeadline = pool.Lease{}, false, false
 		s.setUpstream(nil, nil)
 	}
-	s.logger().Warn("backend lost during a call: closing the client's connection, as the daemon's loss would",
+	s.logger().Warn(msgBackendLost,
 		zap.String("backend", s.member.Addr), zap.Stringer("type", h.Type), zap.Error(err), zap.Stringer("corr", corrID(corr)))
 	return errLogged
 }
