@@ -702,11 +702,11 @@ func (c *muxConn) delivered() {
 
 // deliver relays reply m to session s's client and completes the call, unless the reply
 // could not be read or the backend failed in the middle of it (finished false: the
-// caller ends the call). Only an upstream failure is returned. A client that cannot take its reply (gone, or not reading within the
-// header timeout) is closed; the rest of its reply is read past so that the connection
-// stays in step and the calls queued behind it carry on: the connection's pipe
-// (splice.Pipe) knows how much of a spliced reply it took from the backend when the
-// client's side failed. Only where that cannot be known is the connection failed.
+// caller ends the call). Only an upstream failure is returned. A client that cannot
+// take its reply (gone, or not reading within the header timeout) is closed; the rest
+// of its reply is read past so that the connection stays in step and the calls queued
+// behind it carry on: the connection's pipe (splice.Pipe) knows how much of a spliced
+// reply it took from the backend when the client's side failed.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
 	if panicHook != nil {
 		panicHook(s, atReply)
