@@ -610,13 +610,15 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	}
 	b.WriteString("\n")
 	b.WriteString("**What remains and why** (profiles and what was tried: [bench/README.md](README.md), " +
-		"\"Session mode against HAProxy, side by side\", \"System calls the scheduler does not see\" and \"Where the " +
-		"comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
+		"\"Session mode against HAProxy, side by side\", \"System calls the scheduler does not see\", \"Where session " +
+		"mode's last 12 % goes\" and \"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
 		"the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or HAProxy, " +
 		"pays for four of them per call. Session mode makes as many system calls as HAProxy (about 1.5 reads per " +
 		"write for both), as raw system calls the Go scheduler does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
-		"load generator and the daemon, which neither an event loop nor an io_uring relay in Go removed. Pipelined mode shares the backend side's operations among the " +
+		"load generator and the daemon, which neither an event loop nor an io_uring relay in Go removed: measured " +
+		"process by process, about half of its calls/s gap is CPU left idle while parked threads are woken, half " +
+		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
 		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
 		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads " +
 		"before it waits). One connection measures thread wake-ups, which this shared machine makes noisy. A 64 MiB " +
