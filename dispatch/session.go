@@ -841,14 +841,14 @@ func (s *Session) resend(m *frame.Message, nested bool, werr error) (err, refuse
 }
 
 // waitedLong is how long a call may take to get an upstream connection before its
-// client is checked (clientLeft) before it is sent.
+// client is checked (rawsock.PeerGone) before it is sent.
 const waitedLong = time.Millisecond
 
 // leftWhileWaiting reports whether the client of a call that took longer than waitedLong
 // since start to be ready to send (waiting for a pooled connection, or for its body)
 // has left meanwhile: then the call is dropped, never reaching a daemon, and logged.
 func (s *Session) leftWhileWaiting(start time.Time, h frame.Header, corr []byte, object, method string) bool {
-	if time.Since(start) < waitedLong || !clientLeft(s.client) {
+	if time.Since(start) < waitedLong || !rawsock.PeerGone(s.client) {
 		return false
 	}
 	s.logger().Info("client left while its call waited for a backend connection: the call is dropped, no daemon sees it",

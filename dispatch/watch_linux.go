@@ -3,7 +3,6 @@
 package dispatch
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -163,25 +162,4 @@ func (w *watcher) stop() {
 	// Once: run closes the pipe on its way out, and Shutdown may be called again.
 	w.stopOnce.Do(func() { syscall.Write(w.wake[1], []byte{0}) })
 	<-w.done
-}
-
-// clientLeft reports whether the client closed (or reset) its connection: a non-blocking
-// peek finds end of stream or an error. Bytes waiting (its next request) or nothing to
-// read mean it is still there. One system call; for a call that waited before it could
-// be sent, so that a call nobody waits for any more never reaches a daemon.
-func clientLeft(c net.Conn) bool {
-	if tc, ok := c.(*tls.Conn); ok { // a close shows on its socket too
-		c = tc.NetConn()
-	}
-	rc := rawsock.RawConn(c)
-	if rc == nil {
-		return false
-	}
-	left := false
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		left = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
-	})
-	return left
 }

@@ -194,10 +194,7 @@ func RawConn(x any) syscall.RawConn {
 // FD returns the descriptor of c's socket (the one under TLS for a *tls.Conn), or -1
 // when it has none (a test's net.Pipe). It is valid as long as c is open.
 func FD(c net.Conn) int {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	rc := RawConn(c)
+	rc := socketRawConn(c)
 	if rc == nil {
 		return -1
 	}
@@ -208,18 +205,32 @@ func FD(c net.Conn) int {
 	return fd
 }
 
-// PeerGone reports whether c's peer is gone: a peek at its socket that neither blocks
-// nor consumes data finds the end of the stream or a reset (whose error it takes: a
-// later read finds the end). False while the connection is up or has data to read, and
-// for a connection without a socket. For a connection being closed after a failure.
+// socketRawConn returns the raw connection of c's socket (the one under TLS for a
+// *tls.Conn), or nil when it has none.
+func socketRawConn(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	return RawConn(c)
+}
+
+// PeerGone reports whether c's peer closed or reset the connection: a peek at its
+// socket that neither blocks nor consumes data finds the end of the stream or an error
+// (a reset's, which it takes: a later read finds the end). Bytes waiting or nothing to
+// read mean the peer is still there; a connection without a socket counts as there.
+// One system call.
 func PeerGone(c net.Conn) bool {
-	fd := FD(c)
-	if fd < 0 {
+	rc := socketRawConn(c)
+	if rc == nil {
 		return false
 	}
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return n == 0 && err == nil || err == syscall.ECONNRESET
+	gone := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+	})
+	return gone
 }
 
 // opError is errno e of operation op on conn as the net package reports it.
