@@ -768,9 +768,9 @@ func TestPipelinedCallTakesConnectionFreedWhileWaitingForPool(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // the mux's connection is reserved for it now
 	small := dialClient(t, addr)
+	small.send(t, frame.Invoke, 0, nil, invokeOf("free", 1))
 	done := make(chan frame.Header, 1)
 	go func() {
-		small.send(t, frame.Invoke, 0, nil, invokeOf("free", 1))
 		m, err := small.r.Next()
 		if err == nil {
 			err = small.r.Discard(&m)
