@@ -617,7 +617,8 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"write for both), as raw system calls the Go scheduler does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
 		"load generator and the daemon, which neither an event loop nor an io_uring relay in Go removed: measured " +
-		"process by process, about half of its calls/s gap is CPU left idle while parked threads are woken, half " +
+		"process by process, about half of its calls/s gap is CPU left idle (most likely while parked threads are " +
+		"woken), half " +
 		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
 		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
 		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads " +
