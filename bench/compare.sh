@@ -268,11 +268,13 @@ for conns in 1 4; do
     --payload 64MiB --conns $conns $BIG --timeout 60s
 done
 
-log "Python clients: direct, pyro-dispatch (session, pipelined), Python SerializedBlob dispatcher"
+log "Python clients: direct, pyro-dispatch (session, pipelined), HAProxy, Python SerializedBlob dispatcher"
 pycmd=($PY bench/python/load.py --target direct=PYRO:echo@$H:$P_ECHO --target pyro-dispatch=PYRO:echo@$H:$P_PD
-  --target pyro-dispatch-pipelined=PYRO:echo@$H:$P_PIPE --target python-dispatcher=PYRO:echo@$H:$P_PYD
+  --target pyro-dispatch-pipelined=PYRO:echo@$H:$P_PIPE --target haproxy=PYRO:echo@$H:$P_HAPROXY
+  --target python-dispatcher=PYRO:echo@$H:$P_PYD
   --procs 4 --threads 4 --payload 1024 $PYARGS --cpu pyro-dispatch=$PID_pyro_dispatch
-  --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_pipelined --cpu python-dispatcher=$PID_python_dispatcher --json "$TMP/python-raw.json")
+  --cpu pyro-dispatch-pipelined=$PID_pyro_dispatch_pipelined --cpu haproxy=$PID_haproxy
+  --cpu python-dispatcher=$PID_python_dispatcher --json "$TMP/python-raw.json")
 printf '%s\t%s\t%s\t%s\t%s\n' python python "Python clients: blob(SerializedBlob), 1 KiB, 4 processes × 4 threads" \
   "$CHARTS/python.svg" "$(shq "${pycmd[@]}")" >>"$TMP/workloads.txt"
 run "${pycmd[@]}" || log "python: some calls failed (exit $?), see the report"

@@ -626,7 +626,8 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"call keeps three processes busy on two cores instead of two, and the proxy's share is the kernel's splice " +
 		"and TCP work: the plain Go splice relay, which parses nothing and only splices, shows what that work alone " +
 		"allows, and pyro-dispatch moves large payloads at about its rate. Python clients are CPU-bound: every µs " +
-		"of proxy CPU per call is theirs.\n\n")
+		"of proxy CPU per call is theirs, and a proxy's hop adds wake-ups to the clients too; HAProxy in front of " +
+		"the same daemon, measured in the same rounds, shows what a plain TCP proxy leaves them.\n\n")
 }
 
 // rowGoal is the goal of the k-th check of every configuration: one text when they all
@@ -845,8 +846,9 @@ func plural(conns int) string {
 	return fmt.Sprintf("%d conns", conns)
 }
 
-// pythonChecks judges cfg's calls/s with Python clients over direct's (goal: pythonGoal)
-// and over the Python SerializedBlob dispatcher's (goal: pydispGoal).
+// pythonChecks judges cfg's calls/s with Python clients over direct's (goal: pythonGoal),
+// with HAProxy's over direct's beside it (what a plain TCP proxy reaches with the same
+// clients), and over the Python SerializedBlob dispatcher's (goal: pydispGoal).
 func pythonChecks(w *workload, cfg string) []check {
 	const wl = "Python clients"
 	cd := notMeasured(fmt.Sprintf("calls/s ≥ %.1f × direct", pythonGoal), wl)
@@ -854,8 +856,15 @@ func pythonChecks(w *workload, cfg string) []check {
 	if w == nil || w.get(cfg) == nil || w.get(direct) == nil || w.get(pydisp) == nil {
 		return []check{cd, cp}
 	}
-	a := w.get(cfg)
-	return []check{ratioCheck(cd, a, w.get(direct), cps, "calls/s", pythonGoal), ratioCheck(cp, a, w.get(pydisp), cps, "calls/s", pydispGoal)}
+	a, d := w.get(cfg), w.get(direct)
+	cd = ratioCheck(cd, a, d, cps, "calls/s", pythonGoal)
+	if h := w.get(haproxy); h != nil {
+		cd.measured += fmt.Sprintf("; HAProxy %s calls/s = %s of direct (per round %s)", bench.FormatCount(cps(h.med)),
+			fmtRatio(ratio(cps(h.med), cps(d.med))), fmtRange(pairRatios(h, d, cps), fmtRatio))
+	} else {
+		cd.measured += "; HAProxy not measured"
+	}
+	return []check{cd, ratioCheck(cp, a, w.get(pydisp), cps, "calls/s", pydispGoal)}
 }
 
 // idleFile is the output of the memory benchmark of pooled mode in the run directory:
@@ -1151,7 +1160,8 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 	b.WriteString("- **Python workload**: `bench/python/load.py`, 4 client processes × 4 threads, each thread with its own " +
 		"`Pyro4.Proxy` (serpent, Pyro4's default), calling `blob(SerializedBlob(info, (x,)))` with x a 1 KiB str and " +
 		"checking that x comes back; fresh processes and connections every round. *direct*: the Go echo daemon's blob " +
-		"method; *pyro-dispatch*: the same through pyro-dispatch; *Python SerializedBlob dispatcher*: " +
+		"method; *pyro-dispatch*: the same through pyro-dispatch; *HAProxy*: the same through HAProxy (as below), what a " +
+		"plain TCP proxy reaches with these clients; *Python SerializedBlob dispatcher*: " +
 		"`bench/python/dispatcher.py`, Pyro4's blob-dispatch example reduced to one listener: a Python Pyro4 daemon " +
 		"whose process_blob forwards the still-serialized blob through a Proxy of its own thread to the echo daemon's " +
 		"blob method and returns the result.\n")
