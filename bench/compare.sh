@@ -119,6 +119,7 @@ H=127.0.0.1
   printf 'python\t%s\n' "$($PY -c 'import sys, Pyro4, serpent; print("Python", sys.version.split()[0], "· Pyro4", Pyro4.__version__, "· serpent", serpent.__version__)')"
   printf 'load_start\t%s\n' "$START_LOAD"
   printf 'load_bench_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'stat_bench_start\t%s\n' "$(head -1 /proc/stat)"
   printf 'quick\t%s\n' "$QUICK"
 } >"$TMP/machine.txt"
 
@@ -292,7 +293,7 @@ run env "${HTTPENV[@]}" GO="$GO" PYTHON=$PY bench/http.sh --md "$TMP/http.md" >"
   log "http: bench/http.sh failed (exit $?): no HTTP section in the report"
 cat "$TMP/http.txt" >&2
 
-printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$TMP/machine.txt"
+printf 'load_end\t%s\nstat_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(head -1 /proc/stat)" >>"$TMP/machine.txt"
 "$TMP/compare" --dir "$TMP" --out "$OUT" --charts "$CHARTS" --root "$ROOT" --elapsed $(($(date +%s) - T0))
 if [ -s "$TMP/http.md" ]; then
   # bench/http.sh's section, before "How it was measured" (at the end if there is none).

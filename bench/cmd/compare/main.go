@@ -510,15 +510,52 @@ func (o *options) writeMachine(b *strings.Builder, m pairs) {
 		{"load average (1, 5, 15 min) when `make bench` started", m.get("load_start")},
 		{"load average when the measurements started", m.get("load_bench_start")},
 		{"load average at the end", m.get("load_end")},
+		{"CPU time stolen by the hypervisor during the measurements (`/proc/stat` steal)", steal(m)},
 	}
 	for _, r := range rows {
 		if r[1] != "" {
 			fmt.Fprintf(b, "| %s | %s |\n", r[0], r[1])
 		}
 	}
-	b.WriteString("\nThe machine is shared with other jobs: a load average above the number of CPUs means other processes " +
-		"competed for them during the run, which widens the min–max spreads; the interleaved rounds spread that " +
-		"disturbance over all targets alike.\n\n")
+	b.WriteString("\nThe machine is shared with other jobs. The load average counts the benchmark's own processes too " +
+		"(a loaded round keeps the load generator, the proxy and the daemon runnable on the two CPUs); the stolen " +
+		"time is what other virtual machines on the same host took from this one's CPUs while the measurements ran. " +
+		"Both widen the min–max spreads; the interleaved rounds spread that disturbance over all targets alike.\n\n")
+}
+
+// steal is the share of the CPU time that the hypervisor gave to others between the
+// two /proc/stat "cpu" lines of the run ("stat_bench_start", "stat_end"), or "" when
+// either is missing or unreadable.
+func steal(m pairs) string {
+	a, b := cpuTimes(m.get("stat_bench_start")), cpuTimes(m.get("stat_end"))
+	if len(a) < 8 || len(b) < 8 {
+		return ""
+	}
+	var total float64
+	for i := range 8 { // user nice system idle iowait irq softirq steal; guest is in user
+		total += b[i] - a[i]
+	}
+	if total <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f %%", 100*(b[7]-a[7])/total)
+}
+
+// cpuTimes parses the "cpu" line of /proc/stat into its counters.
+func cpuTimes(line string) []float64 {
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "cpu" {
+		return nil
+	}
+	v := make([]float64, 0, len(f)-1)
+	for _, s := range f[1:] {
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil
+		}
+		v = append(v, x)
+	}
+	return v
 }
 
 // check is one target of the issue, met or missed.

@@ -35,7 +35,8 @@ func TestReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("machine.txt", "date\t2026-01-01\nnproc\t2\nload_start\t1.00 2.00 3.00\nquick\t1\n")
+	write("machine.txt", "date\t2026-01-01\nnproc\t2\nload_start\t1.00 2.00 3.00\nquick\t1\n"+
+		"stat_bench_start\tcpu  1000 0 500 2000 0 0 100 400 0 0\nstat_end\tcpu  1500 0 700 2100 0 0 150 450 0 0\n")
 	write("setup.txt", "echo\t"+dir+"/pyro-dispatch echo --listen "+addr+"\n")
 	var wl strings.Builder
 	for _, w := range []struct {
@@ -127,6 +128,7 @@ func TestReport(t *testing.T) {
 	md := string(b)
 	for _, want := range []string{
 		"7 min 01 s", "Smoke run", "| load average (1, 5, 15 min) when `make bench` started | 1.00 2.00 3.00 |",
+		"| CPU time stolen by the hypervisor during the measurements (`/proc/stat` steal) | 5.6 % |", // 50 of 900 ticks
 		"## Targets: ", " met in session mode, ", " in pipelined pooled mode", "| small, 16 B, 64 conns | calls/s ≥ 1.0 × HAProxy's (session mode); calls/s ≥ 1.5 × HAProxy's (pipelined) | ",
 		"| **pyro-dispatch (pipelined)** |", "| small, 16 B, 1 conn | added p50",
 		"| 64 MiB, 1 conn | MB/s ≥ 1.5 × HAProxy's | ", "– not measured", // 1 KiB and 4 conns were not run
@@ -407,5 +409,22 @@ func TestPairRatios(t *testing.T) {
 	b := at(haproxy, stats{}, cpuStats(1, 4), cpuStats(1, 4), stats{})
 	if got := pairRatios(a, b, cpuUS); len(got) != 1 || got[0] != 0.5 {
 		t.Errorf("got %v, want [0.5]", got)
+	}
+}
+
+func TestSteal(t *testing.T) {
+	for _, c := range []struct {
+		start, end, want string
+	}{
+		{"cpu  100 0 100 700 0 0 0 100", "cpu  200 0 200 1400 0 0 0 200", "10.0 %"},
+		{"cpu  100 0 100 700 0 0 0 100 5 0", "cpu  100 0 100 700 0 0 0 100 9 0", ""}, // no time passed
+		{"", "cpu  200 0 200 1400 0 0 0 200", ""},
+		{"cpu0 100 0 100 700 0 0 0 100", "cpu  200 0 200 1400 0 0 0 200", ""}, // not the total line
+		{"cpu  100 0 100 700 0 0 x 100", "cpu  200 0 200 1400 0 0 0 200", ""},
+		{"cpu  100 0 100 700", "cpu  200 0 200 1400", ""}, // no steal column
+	} {
+		if got := steal(pairs{{"stat_bench_start", c.start}, {"stat_end", c.end}}); got != c.want {
+			t.Errorf("steal(%q, %q) = %q, want %q", c.start, c.end, got, c.want)
+		}
 	}
 }
