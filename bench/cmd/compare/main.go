@@ -632,8 +632,12 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"the same ratio for each round, whose targets ran next to each other, and *rounds disagree* marks a verdict " +
 		"that some rounds contradict: on this shared machine such a verdict is not settled by this run.\n\n")
 	if l0, l1 := machine.get("load_bench_start"), machine.get("load_end"); l0 != "" && l1 != "" {
-		fmt.Fprintf(b, "Load average (1, 5, 15 min) on %s CPUs: %s when the measurements started, %s at the end.\n\n",
+		fmt.Fprintf(b, "Load average (1, 5, 15 min) on %s CPUs: %s when the measurements started, %s at the end.",
 			machine.get("nproc"), l0, l1)
+		if st := steal(machine); st != "" {
+			fmt.Fprintf(b, " CPU time stolen by the hypervisor during the measurements: %s.", st)
+		}
+		b.WriteString("\n\n")
 	}
 	b.WriteString("| workload | target | session mode | | pipelined pooled mode | |\n| --- | --- | --- | --- | --- | --- |\n")
 	for k := range rows[0] {

@@ -35,7 +35,7 @@ func TestReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("machine.txt", "date\t2026-01-01\nnproc\t2\nload_start\t1.00 2.00 3.00\nquick\t1\n"+
+	write("machine.txt", "date\t2026-01-01\nnproc\t2\nload_start\t1.00 2.00 3.00\nload_bench_start\t1.10 2.00 3.00\nload_end\t2.00 2.10 3.00\nquick\t1\n"+
 		"stat_bench_start\tcpu  1000 0 500 2000 0 0 100 400 0 0\nstat_end\tcpu  1500 0 700 2100 0 0 150 450 0 0\n")
 	write("setup.txt", "echo\t"+dir+"/pyro-dispatch echo --listen "+addr+"\n")
 	var wl strings.Builder
@@ -129,6 +129,8 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"7 min 01 s", "Smoke run", "| load average (1, 5, 15 min) when `make bench` started | 1.00 2.00 3.00 |",
 		"| CPU time stolen by the hypervisor during the measurements (`/proc/stat` steal) | 5.6 % |", // 50 of 900 ticks
+		"Load average (1, 5, 15 min) on 2 CPUs: 1.10 2.00 3.00 when the measurements started, 2.00 2.10 3.00 at the end. " +
+			"CPU time stolen by the hypervisor during the measurements: 5.6 %.\n\n",
 		"## Targets: ", " met in session mode, ", " in pipelined pooled mode", "| small, 16 B, 64 conns | calls/s ≥ 1.0 × HAProxy's (session mode); calls/s ≥ 1.5 × HAProxy's (pipelined) | ",
 		"| **pyro-dispatch (pipelined)** |", "| small, 16 B, 1 conn | added p50",
 		"| 64 MiB, 1 conn | MB/s ≥ 1.5 × HAProxy's | ", "– not measured", // 1 KiB and 4 conns were not run
