@@ -47,9 +47,10 @@ const DefaultEchoMaxMessage = 64 << 20
 //     compressed requests are accepted, batch calls are refused;
 //   - PING: PING "pong".
 //
-// Replies carry the request's CORR annotation when it has one (a Pyro4 daemon would make
-// up a fresh id otherwise; this one adds none). One goroutine serves each connection with
-// one frame.Reader and one reply buffer, so a small call allocates nothing.
+// Every reply carries a CORR annotation, as a Pyro4 daemon's does: the request's when it
+// has one, else a fresh id (so a client reads the same reply directly and through a
+// dispatcher that injected one). One goroutine serves each connection with one
+// frame.Reader and one reply buffer, so a small call allocates nothing.
 //
 // Set the fields before Listen; Serve until Close.
 type EchoServer struct {
@@ -384,12 +385,16 @@ func (ec *echoConn) serveOne() error {
 	}
 }
 
-// begin starts a reply: room for the header, then the request's CORR chunk if any.
+// begin starts a reply: room for the header, then a CORR chunk: the request's, or a
+// fresh one.
 func (ec *echoConn) begin(ann frame.Annotations) {
 	ec.out = append(ec.out[:0], zeroHeader[:]...)
-	if corr, ok := ann.Lookup(frame.CORR); ok {
-		ec.out = frame.AppendAnnotation(ec.out, frame.CORR, corr)
+	corr, ok := ann.Lookup(frame.CORR)
+	if !ok {
+		id := frame.NewCorr()
+		corr = id[:]
 	}
+	ec.out = frame.AppendAnnotation(ec.out, frame.CORR, corr)
 	ec.annLen = len(ec.out) - frame.HeaderSize
 }
 

@@ -119,6 +119,7 @@ type goEcho struct {
 	r   *frame.Reader
 	out []byte
 	seq uint16
+	ann frame.Annotations // the last reply's, in the reader's buffer until the next call
 }
 
 func dialEcho(tb testing.TB, addr string, ser frame.Serializer) *goEcho {
@@ -158,6 +159,7 @@ func (g *goEcho) call(tb testing.TB, t frame.MsgType, flags frame.Flags, ser fra
 	if m.Header.Seq != g.seq {
 		tb.Fatalf("reply seq %d to request %d", m.Header.Seq, g.seq)
 	}
+	g.ann = m.Annotations
 	return m.Header, m.Payload
 }
 
@@ -170,10 +172,21 @@ func TestEchoServerReplies(t *testing.T) {
 		if h.Type != frame.Result || h.Flags != 0 || string(p) != string(want) {
 			t.Errorf("%v: fixed-size reply %v %v %q", ser, h.Type, h.Flags, p)
 		}
+		// A request without CORR gets a reply with a fresh one, as from a Pyro4 daemon:
+		// a version 4 uuid, another for each call.
+		first, ok := g.ann.Lookup(frame.CORR)
+		if !ok || len(first) != frame.CorrLen || first[6]>>4 != 4 || first[8]>>6 != 2 || len(g.ann) != h.AnnLen {
+			t.Errorf("%v: reply annotations %q, want one fresh CORR", ser, g.ann)
+		}
+		first = append([]byte(nil), first...)
+		g.call(t, frame.Invoke, 0, ser, nil, callPayload(nil, ser, EchoObject, MethodEcho, "hello"))
+		if again, _ := g.ann.Lookup(frame.CORR); string(again) == string(first) {
+			t.Errorf("%v: two calls got the same CORR %x", ser, again)
+		}
 		corr := frame.AppendAnnotation(nil, frame.CORR, []byte("0123456789abcdef"))
 		h, p = g.call(t, frame.Ping, 0, ser, corr, []byte("ping"))
-		if h.Type != frame.Ping || string(p) != "pong" || h.AnnLen != len(corr) {
-			t.Errorf("%v: ping answered %v %q (annotations %d bytes)", ser, h.Type, p, h.AnnLen)
+		if h.Type != frame.Ping || string(p) != "pong" || string(g.ann) != string(corr) {
+			t.Errorf("%v: ping answered %v %q (annotations %q)", ser, h.Type, p, g.ann)
 		}
 		h, _ = g.call(t, frame.Invoke, 0, ser, nil, callPayload(nil, ser, "other", MethodEcho, "x"))
 		if !h.Flags.Has(frame.FlagException) {

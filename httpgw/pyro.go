@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,13 +111,7 @@ func corrOf(ctx context.Context) uuid.UUID {
 }
 
 // newCorr returns a random (version 4) uuid, as uuid.NewRandom does, without allocating.
-func newCorr() uuid.UUID {
-	var id uuid.UUID
-	rand.Read(id[:]) // never fails (the program crashes if the system's source does)
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
+func newCorr() uuid.UUID { return uuid.UUID(frame.NewCorr()) }
 
 // connectError is a daemon that could not be reached: Pyro4's CommunicationError
 // "cannot connect to ...".

@@ -1191,8 +1191,8 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 	b.WriteString("- **Go workloads**: `pyro-dispatch bench` (bench/HARNESS.md): every connection does the Pyro4 handshake " +
 		"and then sequential `echo(x)` calls in json, x a str of the payload size, closed loop; every reply is checked. " +
 		"calls/s = calls started in the measured time / (end of warmup to last reply); MB/s counts request and reply " +
-		"bytes on the wire (pyro-dispatch's replies are a few bytes longer: it adds a correlation id that the echo " +
-		"daemon echoes back).\n")
+		"bytes on the wire. The echo daemon answers as a Pyro4 daemon does, every reply with a correlation id (the " +
+		"request's, which pyro-dispatch injects, or a fresh one), so a reply is as long directly as through a proxy.\n")
 	b.WriteString("- **Large payloads**: a round of 64 MiB calls holds only a few calls per connection, and the calls in flight " +
 		"when the warmup ends are not counted although they use part of the measured time, which understates the " +
 		"throughput of a slower target a little more than that of a faster one; *MB/s from mean latency* " +
