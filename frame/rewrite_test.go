@@ -53,3 +53,18 @@ func BenchmarkAppendForwardCorr(b *testing.B) {
 		buf, _, _ = AppendForward(buf[:0], h, ann, 2, &id)
 	}
 }
+
+func TestNewCorr(t *testing.T) {
+	a, b := NewCorr(), NewCorr()
+	for _, id := range [][CorrLen]byte{a, b} {
+		if id[6]>>4 != 4 || id[8]>>6 != 2 { // version 4, RFC 4122 variant, as Python's uuid4
+			t.Errorf("%x is not a version 4 uuid", id)
+		}
+	}
+	if a == b {
+		t.Errorf("two ids alike: %x", a)
+	}
+	if n := testing.AllocsPerRun(100, func() { a = NewCorr() }); n != 0 {
+		t.Errorf("%v allocations per id", n)
+	}
+}
