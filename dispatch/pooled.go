@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
@@ -309,12 +308,13 @@ func (h *handshake) exchange(c net.Conn) (*storedReply, error) {
 	ann := frame.Annotations(h.connect[frame.HeaderSize : frame.HeaderSize+hdr.AnnLen])
 	payload := h.connect[frame.HeaderSize+hdr.AnnLen:]
 	var msg []byte
-	if id, err := uuid.NewRandom(); h.signer != nil {
-		if msg, _, err = frame.NewSigner(h.signer).AppendSignedHead(nil, hdr, payload, ann, (*[frame.CorrLen]byte)(&id)); err != nil {
+	if id := frame.NewCorr(); h.signer != nil {
+		var err error
+		if msg, _, err = frame.NewSigner(h.signer).AppendSignedHead(nil, hdr, payload, ann, &id); err != nil {
 			return nil, fmt.Errorf("signing the CONNECT for backend %s: %w", h.key.member.Addr, err)
 		}
-	} else if err == nil && !signed(ann) {
-		msg, _, _ = frame.AppendForward(nil, hdr, ann, 0, (*[frame.CorrLen]byte)(&id))
+	} else if !signed(ann) {
+		msg, _, _ = frame.AppendForward(nil, hdr, ann, 0, &id)
 	} else {
 		msg, _ = frame.AppendHead(nil, hdr, ann)
 	}

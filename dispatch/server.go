@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -63,8 +62,6 @@ type Server struct {
 	pools    map[*handshakes]struct{} // every listener's handshakes not closed yet
 }
 
-var enableRandPool sync.Once
-
 // listener is one listening socket. Its state (the listener's configuration, router and
 // pools) is swapped by Reload; each client session keeps the state it was accepted with.
 type listener struct {
@@ -100,8 +97,6 @@ func NewServer(cfg config.Config, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	// Correlation ids come from a buffered pool of randomness: no syscall per call.
-	enableRandPool.Do(uuid.EnableRandPool)
 	s := &Server{
 		cfg:       cfg,
 		log:       log,

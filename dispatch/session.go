@@ -963,9 +963,8 @@ func (s *Session) rewriteRequest(m *frame.Message) []byte {
 	var fresh *[frame.CorrLen]byte
 	if _, has := m.Annotations.Lookup(frame.CORR); !has {
 		if _, signed := m.Annotations.Lookup(frame.HMAC); !signed {
-			if id, err := uuid.NewRandom(); err == nil {
-				fresh = (*[frame.CorrLen]byte)(&id)
-			}
+			id := frame.NewCorr()
+			fresh = &id
 		}
 	}
 	var corr []byte
@@ -979,8 +978,8 @@ func (s *Session) rewriteRequest(m *frame.Message) []byte {
 func (s *Session) resignRequest(m *frame.Message) []byte {
 	if corr, ok := m.Annotations.Lookup(frame.CORR); ok && len(corr) == frame.CorrLen {
 		copy(s.corr[:], corr)
-	} else if id, err := uuid.NewRandom(); err == nil {
-		s.corr = id
+	} else {
+		s.corr = frame.NewCorr()
 	}
 	head, err := s.hm.signRequest(s.head[:0], m, &s.corr)
 	if err != nil { // over 64 KiB of annotations with CORR and HMAC: the backend refuses it
