@@ -26,8 +26,14 @@ type armedConn struct {
 	// shuts its side down in the middle of a call). Then its bytes or its end may have
 	// come before the read was armed, a readiness that RawConn.Read forgets when it arms,
 	// so the read is tried once what is held is written instead of waited for. A daemon
-	// answers only once it has the request (and a daemon's close resets the write).
+	// answers only once it has the request (and a daemon's close resets the write); so
+	// does a Pyro4 client, which sends its next request only once it has its reply: a
+	// client connection starts without early, and the session sets it when a client
+	// turns out to send first (see Session.sweep).
 	early bool
+	// found: the first read of the last Read found data (or the end) without waiting:
+	// it was there before the read was armed.
+	found bool
 
 	// The Read in progress, for onReady (bound once to ready: no allocation per Read).
 	p          []byte
@@ -71,6 +77,10 @@ func (a *armedConn) write(p1, p2, p3 []byte) error {
 	return nil
 }
 
+// untried reports whether the next Read will wait for the socket without reading it
+// first: it has a message to write and its peer answers only once it has it.
+func (a *armedConn) untried() bool { return a.rc != nil && !a.early && len(a.out) > 0 }
+
 // Inner returns the connection (frame.Wrapper): payloads are spliced from it. Nothing is
 // held then: a Read, which writes what is held, came before.
 func (a *armedConn) Inner() io.Reader { return a.Conn }
@@ -92,8 +102,9 @@ func (a *armedConn) Read(p []byte) (int, error) {
 	if a.rc == nil {
 		return a.Conn.Read(p)
 	}
-	a.p, a.n, a.rerr, a.werr = p, 0, 0, 0
+	a.p, a.n, a.rerr, a.werr, a.found = p, -1, 0, 0, false
 	err := rawsock.OpError(a.rc.Read(a.ready))
+	a.n = max(a.n, 0)
 	n, rerr, werr := a.n, a.rerr, a.werr
 	a.p = nil
 	switch {
@@ -132,10 +143,12 @@ func (a *armedConn) onReady(fd uintptr) bool {
 			return true
 		}
 		if len(a.out) > 0 || !a.early {
+			a.n = 0               // a read after the wait is not the first
 			return len(a.out) > 0 // all written: wait; the socket is full: finish outside
 		}
 	}
 	n, err := rawsock.Read(fd, a.p)
+	a.found = a.n < 0 && err != syscall.EAGAIN // a.n is -1 until the Read read or waited
 	a.n, a.rerr = max(n, 0), err
 	return err != syscall.EAGAIN
 }

@@ -581,8 +581,8 @@ const (
 )
 
 // parkIdle runs until stop closes: every parkSweep it asks the pooled sessions idle for
-// their listener's pool.park_after to park and resumes parked ones whose idle timeout
-// passed (Session.sweep).
+// their listener's pool.park_after to park, resumes parked ones whose idle timeout
+// passed, and ends the waits that did not read first after two sweeps (Session.sweep).
 func (s *Server) parkIdle(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.parkEvery)
