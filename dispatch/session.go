@@ -55,11 +55,16 @@ type Session struct {
 	// The serializer policies that apply (session mode: as at the CONNECT; pooled: as
 	// at the last call's routing): the listener's, and the route's with its index.
 	lpolicy, policy config.SerializerSet
-	rule            int
-	member          *routing.Member // the current upstream's daemon
-	upstream        net.Conn        // the current upstream: for the session, or for the call (pooled)
-	cr, ur          *frame.Reader
-	cl, up          *armedConn // client and (session mode) upstream, as cr and ur read them
+	// The guard of a wait that does not read first (armedConn.early off: the reply was
+	// written as the read was armed), under mu: waits counts the waits for a request
+	// (wrapping); guardSeen is the wait the last sweep saw; untried, this wait's read did
+	// not read first; guardPoked, a sweep ended this wait (see sweep).
+	waits, guardSeen uint16
+	rule             int
+	member           *routing.Member // the current upstream's daemon
+	upstream         net.Conn        // the current upstream: for the session, or for the call (pooled)
+	cr, ur           *frame.Reader
+	cl, up           *armedConn // client and (session mode) upstream, as cr and ur read them
 
 	hs     *handshake    // pooled mode: this client's handshake with the current member
 	hsSeen [4]*handshake // pooled mode: its handshakes with other members, recently used
@@ -75,7 +80,10 @@ type Session struct {
 	counted         bool // member.Begin was called for the connection or call
 	upDeadline      bool // a read deadline is set on upstream
 	clDeadline      bool // a read deadline is set on client
-	// (The fields are ordered to pack: an idle client's memory counts.)
+	untried         bool // (the guard's, above)
+	guardPoked      bool
+	// (The fields are ordered to pack: an idle client's memory counts, and a Session
+	// over 512 bytes takes the next size class: TestSessionSize.)
 
 	mu     sync.Mutex // guards busy, hungUp, upstream and parking against Server.Shutdown and the watcher
 	busy   bool
@@ -90,20 +98,11 @@ type Session struct {
 	parkAsked bool
 	parked    bool
 	resumed   bool // the wait continues (after parking, or asked to park): idleAt stands
-	parkID    uint32
-
-	// The guard of a wait that does not read first (armedConn.early off: the reply was
-	// written as the read was armed): waits counts the waits for a request; untried,
-	// this wait's read did not read first; guardSeen is the wait the last sweep saw, and
-	// guardPoked tells that a sweep ended this wait (see sweep).
-	waits      uint32
-	guardSeen  uint32
-	untried    bool
-	guardPoked bool
-	// calm (written under mu) counts the client's first waits without a sign that it sends before it has
-	// its reply (calmNever: it did); from calmCalls on, its reads wait without reading
-	// first (armedConn.early off).
-	calm uint8
+	// calm (under mu) counts the client's first waits without a sign that it sends
+	// before it has its reply (calmNever: it did); from calmCalls on, its reads wait
+	// without reading first (armedConn.early off).
+	calm   uint8
+	parkID uint32
 }
 
 // A client connection's reads are tried first (armedConn.early) for its first calmCalls
