@@ -10,30 +10,14 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
-// slowBackend answers like fixedBackend, a payload "slow" 200 ms late: long enough for a
-// client to send again before its reply.
+// slowBackend is an echoBackend that answers a payload "slow" 200 ms late: long enough
+// for a client to send again before its reply.
 func slowBackend(tb testing.TB) net.Listener {
-	return testBackend(tb, func(c net.Conn, r *frame.Reader) {
-		for {
-			m, err := r.Next()
-			if err == nil {
-				err = r.ReadRest(&m)
-			}
-			if err != nil {
-				return
-			}
-			h := m.Header
-			h.Type = frame.Result
-			if m.Header.Type == frame.Connect {
-				h.Type = frame.ConnectOK
-			}
-			if string(m.Payload) == "slow" {
-				time.Sleep(200 * time.Millisecond)
-			}
-			if _, err := c.Write(frame.AppendMessage(nil, h, nil, m.Payload)); err != nil {
-				return
-			}
+	return echoBackend(tb, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
+		if string(m.Payload) == "slow" {
+			time.Sleep(200 * time.Millisecond)
 		}
+		return reply
 	})
 }
 
