@@ -28,8 +28,9 @@ type armedConn struct {
 	// so the read is tried once what is held is written instead of waited for. A daemon
 	// answers only once it has the request (and a daemon's close resets the write); so
 	// does a Pyro4 client, which sends its next request only once it has its reply: a
-	// client connection starts without early, and the session sets it when a client
-	// turns out to send first (see Session.sweep).
+	// client connection starts with early, the session turns it off after the client's
+	// first calls and on again for good if the client turns out to send first (see
+	// Session.waitRequest and Session.sweep).
 	early bool
 	// found: the first read of the last Read found data (or the end) without waiting:
 	// it was there before the read was armed.
