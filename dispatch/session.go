@@ -783,7 +783,8 @@ func (s *Session) relayCall() error {
 	s.setClientDeadline(0)
 	// A write that failed before any of the client's unbuffered bytes were taken can be
 	// made again: a small request is buffered whole, a large one's buffered prefix is.
-	replayable := m.Header.DataLen <= s.srv.bufferedLimit || m.Remaining == unsent
+	// io.CopyN does not count the bytes it took but could not write (lostInCopy).
+	replayable := m.Header.DataLen <= s.srv.bufferedLimit || m.Remaining == unsent && !lostInCopy(err)
 	if err != nil && !fromClient(err) && s.st.pooled && !s.pinned && replayable {
 		var refused error
 		if err, refused = s.resend(&m, nested, err); refused != nil {
@@ -1141,7 +1142,7 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		}
 	} else if m.Remaining > 0 {
 		if _, err := r.CopyRest(dst, m); err != nil {
-			return &copyError{fromClient: srcIsClient != dstFailed(dst, err), err: err}
+			return &copyError{fromClient: srcIsClient != dstFailed(dst, err), copied: true, err: err}
 		}
 	}
 	return nil
@@ -1165,7 +1166,10 @@ func (w *writer) join(dst net.Conn) error {
 // (reading from it, or writing to it) or the backend.
 type copyError struct {
 	fromClient bool
-	err        error
+	// copied: it failed in io.CopyN, which may have taken bytes from the source that it
+	// neither wrote nor counted (a splice's pipe, a read buffer): they are gone.
+	copied bool
+	err    error
 }
 
 func (e *copyError) Error() string { return e.err.Error() }
@@ -1178,6 +1182,16 @@ func fromClient(err error) bool {
 	}
 	var ce *copyError
 	return errors.As(err, &ce) && ce.fromClient
+}
+
+// lostInCopy reports whether err is a copyError of io.CopyN, which may have taken bytes
+// from the source that it neither wrote nor counted.
+func lostInCopy(err error) bool {
+	if err == nil { // as in fromClient
+		return false
+	}
+	var ce *copyError
+	return errors.As(err, &ce) && ce.copied
 }
 
 // msgBackendLost is the warning of a call lost with its backend (upstreamLost, lost).
