@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
@@ -35,6 +36,11 @@ type armedConn struct {
 	// found: the first read of the last Read found data (or the end) without waiting:
 	// it was there before the read was armed.
 	found bool
+	// owed: the peer is owed a reply that another goroutine writes (a pipelined call's)
+	// and that has not begun: unless early, the peer cannot have sent, so a Read waits
+	// without reading first. The writer clears it before it writes (replyBegins): a
+	// Read that finds it set was armed before the reply, and so before the peer's answer.
+	owed atomic.Bool
 
 	// The Read in progress, for onReady (bound once to ready: no allocation per Read).
 	p          []byte
@@ -78,9 +84,16 @@ func (a *armedConn) write(p1, p2, p3 []byte) error {
 	return nil
 }
 
-// untried reports whether the next Read will wait for the socket without reading it
-// first: it has a message to write and its peer answers only once it has it.
-func (a *armedConn) untried() bool { return a.rc != nil && !a.early && len(a.out) > 0 }
+// untried reports whether the next Read may wait for the socket without reading it
+// first: it has a message to write, or one is owed (owed), and its peer answers only
+// once it has it.
+func (a *armedConn) untried() bool {
+	return a.rc != nil && !a.early && (len(a.out) > 0 || a.owed.Load())
+}
+
+// replyBegins clears owed: the reply owed to the peer is written from now on, so the
+// peer may answer it before the next Read is armed.
+func (a *armedConn) replyBegins() { a.owed.Store(false) }
 
 // Inner returns the connection (frame.Wrapper): payloads are spliced from it. Nothing is
 // held then: a Read, which writes what is held, came before.
@@ -132,8 +145,13 @@ func (a *armedConn) Read(p []byte) (int, error) {
 
 // onReady is the Read's callback, called once its read is armed and again each time
 // the socket is readable: it writes what is held (and then reports false, to wait for
-// the answer, unless the peer may have sent first: see early), or reads.
+// the answer, unless the peer may have sent first: see early), or reads; armed while a
+// reply owed to the peer has not begun (owed), it waits at once, as after a write.
 func (a *armedConn) onReady(fd uintptr) bool {
+	if a.n < 0 && len(a.out) == 0 && !a.early && a.owed.Load() {
+		a.n = 0 // a read after the wait is not the first
+		return false
+	}
 	if len(a.out) > 0 {
 		k, err := rawsock.Write(fd, a.out)
 		if k > 0 {

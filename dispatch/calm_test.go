@@ -4,22 +4,36 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
-// slowBackend is an echoBackend that answers a payload "slow" 200 ms late: long enough
-// for a client to send again before its reply.
+// slowBackend is an echoBackend that answers a payload "slow" 200 ms late, long enough
+// for a client to send again before its reply, and "late" 30 ms late, long enough for
+// the session to wait before the reply comes in any mode.
 func slowBackend(tb testing.TB) net.Listener {
 	return echoBackend(tb, func(_ *frame.Reader, m *frame.Message, _ *frame.Header) answer {
-		if string(m.Payload) == "slow" {
+		switch string(m.Payload) {
+		case "slow":
 			time.Sleep(200 * time.Millisecond)
+		case "late":
+			time.Sleep(30 * time.Millisecond)
 		}
 		return reply
 	})
 }
+
+// calmModes are the modes whose client reads wait without reading first once the client
+// is calm: session mode (the reply is written as the read is armed) and pipelined pooled
+// mode (the read is armed before the reply owed by the mux connection begins).
+var calmModes = []struct {
+	name string
+	mode func(*config.Config)
+}{{"session", nil}, {"pipelined", pipelined(1, 4)}}
 
 // theSession returns the server's only session.
 func theSession(t *testing.T, srv *Server) *Session {
@@ -52,19 +66,27 @@ func waitState(t *testing.T, s *Session, untried bool, calm uint8) {
 	}
 }
 
-// calmClient connects to a session-mode dispatcher in front of slowBackend and makes
+// calmClient connects to a dispatcher in the given mode in front of slowBackend and makes
 // calmCalls calls, after which the session waits for its requests without reading first.
-func calmClient(t *testing.T) (*goClient, *Session) {
-	srv, addr := startProxy(t, slowBackend(t).Addr().String(), nil)
-	g := dialClient(t, addr)
-	s := theSession(t, srv)
+// pause, while set, holds the session that writes a pipelined request 100 ms before it
+// writes, once: the client may send again before the session's next wait is armed.
+func calmClient(t *testing.T, mode func(*config.Config)) (g *goClient, s *Session, pause *atomic.Bool) {
+	pause = new(atomic.Bool)
+	setPanicHook(t, func(_ *Session, at hookPoint) {
+		if at == atWrite && pause.CompareAndSwap(true, false) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	srv, addr := startProxy(t, slowBackend(t).Addr().String(), mode)
+	g = dialClient(t, addr)
+	s = theSession(t, srv)
 	for range calmCalls {
-		if h := g.call(t, frame.Invoke, 0, nil, []byte("x")); h.Type != frame.Result {
+		if h := g.call(t, frame.Invoke, 0, nil, []byte("late")); h.Type != frame.Result {
 			t.Fatalf("got %v", h.Type)
 		}
 	}
 	waitState(t, s, true, calmCalls)
-	return g, s
+	return g, s, pause
 }
 
 // readReply reads the next reply within 3 s and checks its seq and payload.
@@ -88,13 +110,28 @@ func readReply(t *testing.T, g *goClient, seq uint16, payload string) {
 // the guard ends (an idle client) reads, finds nothing and waits on, the client still
 // calm.
 func TestCalmClientWaitsWithoutReading(t *testing.T) {
-	g, s := calmClient(t)
-	time.Sleep(3 * parkSweep) // two sweeps see the wait: the guard ends it, the session reads
-	waitState(t, s, false, calmCalls)
-	if h := g.call(t, frame.Invoke, 0, nil, []byte("x")); h.Type != frame.Result {
-		t.Fatalf("got %v", h.Type)
+	for _, tc := range calmModes {
+		t.Run(tc.name, func(t *testing.T) {
+			g, s, _ := calmClient(t, tc.mode)
+			time.Sleep(3 * parkSweep) // two sweeps see the wait: the guard ends it, the session reads
+			waitState(t, s, false, calmCalls)
+			if h := g.call(t, frame.Invoke, 0, nil, []byte("late")); h.Type != frame.Result {
+				t.Fatalf("got %v", h.Type)
+			}
+			waitState(t, s, true, calmCalls)
+		})
 	}
-	waitState(t, s, true, calmCalls)
+}
+
+// sendBeforeWait sends the request payload first, then, once the session has read it
+// and before its next wait is armed, the request payload next: the session is in a slow
+// backend call in session mode, and paused before it writes the request in pipelined
+// mode.
+func sendBeforeWait(t *testing.T, g *goClient, pause *atomic.Bool, first, next string) {
+	pause.Store(true)
+	g.send(t, frame.Invoke, 0, nil, []byte(first))
+	time.Sleep(50 * time.Millisecond)
+	g.send(t, frame.Invoke, 0, nil, []byte(next))
 }
 
 // A calm client that sends its next request while its call is in progress (it
@@ -103,37 +140,43 @@ func TestCalmClientWaitsWithoutReading(t *testing.T) {
 // (within two sweeps), and the session reads before each wait from then on, so the next
 // pipelined request is answered without that delay.
 func TestGuardFindsRequestSentBeforeReply(t *testing.T) {
-	g, s := calmClient(t)
-	g.send(t, frame.Invoke, 0, nil, []byte("slow"))
-	time.Sleep(50 * time.Millisecond) // the session read it and waits for the daemon
-	g.send(t, frame.Invoke, 0, nil, []byte("next"))
-	start := time.Now()
-	readReply(t, g, g.seq-1, "slow")
-	readReply(t, g, g.seq, "next")
-	t.Logf("second reply after %v", time.Since(start))
-	waitState(t, s, false, calmNever)
-	g.send(t, frame.Invoke, 0, nil, []byte("slow"))
-	time.Sleep(50 * time.Millisecond)
-	g.send(t, frame.Invoke, 0, nil, []byte("again"))
-	start = time.Now()
-	readReply(t, g, g.seq-1, "slow")
-	readReply(t, g, g.seq, "again")
-	if d := time.Since(start); d > parkSweep {
-		t.Errorf("pipelined reply after %v: the session should read before it waits now", d)
+	for _, tc := range calmModes {
+		t.Run(tc.name, func(t *testing.T) {
+			g, s, pause := calmClient(t, tc.mode)
+			sendBeforeWait(t, g, pause, "slow", "next")
+			readReply(t, g, g.seq-1, "slow")
+			start := time.Now()
+			readReply(t, g, g.seq, "next")
+			t.Logf("second reply %v after the first", time.Since(start))
+			waitState(t, s, false, calmNever)
+			sendBeforeWait(t, g, pause, "slow", "again")
+			readReply(t, g, g.seq-1, "slow")
+			start = time.Now()
+			readReply(t, g, g.seq, "again")
+			if d := time.Since(start); d > parkSweep/2 {
+				t.Errorf("pipelined reply %v after the first: the session should read before it waits now", d)
+			}
+		})
 	}
 }
 
 // A calm client that ends its side in the middle of a call gets its reply, then the
-// end of the connection: the guard's read finds the end that came before the wait.
+// end of the connection: the guard's read finds the end that came before the wait (in
+// pooled mode, parking the idle session after pool.park_after would find it later).
 func TestGuardFindsEndSentBeforeReply(t *testing.T) {
-	g, _ := calmClient(t)
-	g.send(t, frame.Invoke, 0, nil, []byte("slow"))
-	time.Sleep(50 * time.Millisecond)
-	g.c.(*net.TCPConn).CloseWrite()
-	readReply(t, g, g.seq, "slow")
-	g.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if m, err := g.r.Next(); !errors.Is(err, io.EOF) {
-		t.Fatalf("after the reply: %v %v, want the connection closed", m.Header.Type, err)
+	for _, tc := range calmModes {
+		t.Run(tc.name, func(t *testing.T) {
+			g, _, pause := calmClient(t, tc.mode)
+			pause.Store(true)
+			g.send(t, frame.Invoke, 0, nil, []byte("slow"))
+			time.Sleep(50 * time.Millisecond)
+			g.c.(*net.TCPConn).CloseWrite()
+			readReply(t, g, g.seq, "slow")
+			g.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if m, err := g.r.Next(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the reply: %v %v, want the connection closed", m.Header.Type, err)
+			}
+		})
 	}
 }
 

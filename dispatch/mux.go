@@ -708,6 +708,7 @@ func (c *muxConn) delivered() {
 // behind it carry on: the connection's pipe (splice.Pipe) knows how much of a spliced
 // reply it took from the backend when the client's side failed.
 func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finished bool, err error) {
+	s.cl.replyBegins() // the client may answer the reply before its session's next read
 	if panicHook != nil {
 		panicHook(s, atReply)
 	}
@@ -763,6 +764,7 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 // loss would close it, so its Pyro4 proxy raises ConnectionClosedError and may retry or
 // reconnect. The call is never sent again.
 func (c *muxConn) lost(s *Session, err error) {
+	s.cl.replyBegins() // none will come: the session's read ends with the close
 	s.client.Close()
 	if errors.Is(err, errClientLeft) {
 		s.logger().Info("client left in the middle of its large request: its upstream connection is closed",
@@ -831,6 +833,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 		}
 		*s.call = pipelinedCall{x: x, member: s.member, on: c, reserved: large, h: h, corr: corr, object: object, method: method, start: start, done: s.call.done}
 		s.pending = !oneway
+		s.cl.owed.Store(s.pending) // before the reply can begin (deliver)
 		s.member.Begin()
 		queued := false
 		if large {
@@ -851,6 +854,7 @@ func (s *Session) relayPipelined(m *frame.Message, start time.Time, object, meth
 			return nil // a failed write failed the connection: its reader ends the call
 		}
 		s.pending = false
+		s.cl.replyBegins() // none is owed
 		s.endPipelined(x, c, large)
 	}
 	// No connection took it: nothing was sent.
