@@ -654,16 +654,17 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"\"Session mode against HAProxy, side by side\", \"System calls the scheduler does not see\", \"Where session " +
 		"mode's last 12 % goes\" and \"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
 		"the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or HAProxy, " +
-		"pays for four of them per call. Session mode makes as many system calls as HAProxy (about 1.5 reads per " +
-		"write for both), as raw system calls the Go scheduler does not see, and is switched out less often; what " +
+		"pays for four of them per call. Session mode makes no more system calls than HAProxy (a read per write: " +
+		"once a client is calm its socket is not read before each wait), as raw system calls the Go scheduler " +
+		"does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
 		"load generator and the daemon, which neither an event loop nor an io_uring relay in Go removed: measured " +
 		"process by process, about half of its calls/s gap is CPU left idle (most likely while parked threads are " +
 		"woken), half " +
 		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
 		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
-		"write per call, the floor of any proxy, and one read per call that finds nothing (Go's netpoller reads " +
-		"before it waits). One connection measures thread wake-ups, which this shared machine makes noisy. A 64 MiB " +
+		"write per call, the floor of any proxy. One connection measures thread wake-ups, which this shared " +
+		"machine makes noisy. A 64 MiB " +
 		"call keeps three processes busy on two cores instead of two, and the proxy's share is the kernel's splice " +
 		"and TCP work: the plain Go splice relay, which parses nothing and only splices, shows what that work alone " +
 		"allows, and pyro-dispatch moves large payloads at about its rate. Python clients are CPU-bound: every µs " +
