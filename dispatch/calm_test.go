@@ -123,10 +123,10 @@ func TestCalmClientWaitsWithoutReading(t *testing.T) {
 	}
 }
 
-// sendBeforeWait sends the request payload first, then, once the session has read it
-// and before its next wait is armed, the request payload next: the session is in a slow
-// backend call in session mode, and paused before it writes the request in pipelined
-// mode.
+// sendBeforeWait sends a request with the payload first, then, once the session has
+// read it and before its next wait is armed, one with the payload next: the session is
+// in a slow backend call in session mode, and paused before it writes the first request
+// in pipelined mode.
 func sendBeforeWait(t *testing.T, g *goClient, pause *atomic.Bool, first, next string) {
 	pause.Store(true)
 	g.send(t, frame.Invoke, 0, nil, []byte(first))

@@ -39,6 +39,6 @@ const (
 )
 
 // panicHook, set only by tests before they start a server, is called at each hookPoint
-// with the session concerned (nil at atHandshake): a test makes it panic for one client.
-// Nil otherwise, which costs a call one nil check.
+// with the session concerned (nil at atHandshake): a test makes it panic for one client,
+// or pause there. Nil otherwise, which costs a call one nil check.
 var panicHook func(s *Session, at hookPoint)
