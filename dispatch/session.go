@@ -1177,21 +1177,27 @@ func (e *copyError) Unwrap() error { return e.err }
 
 // fromClient reports whether err is a copyError on the client's side.
 func fromClient(err error) bool {
-	if err == nil { // before ce, which escapes: no allocation per call
-		return false
-	}
-	var ce *copyError
-	return errors.As(err, &ce) && ce.fromClient
+	ce := asCopyError(err)
+	return ce != nil && ce.fromClient
 }
 
 // lostInCopy reports whether err is a copyError of io.CopyN, which may have taken bytes
 // from the source that it neither wrote nor counted.
 func lostInCopy(err error) bool {
-	if err == nil { // as in fromClient
-		return false
+	ce := asCopyError(err)
+	return ce != nil && ce.copied
+}
+
+// asCopyError returns the copyError in err's chain, or nil.
+func asCopyError(err error) *copyError {
+	if err == nil { // before ce, which escapes: no allocation per call
+		return nil
 	}
 	var ce *copyError
-	return errors.As(err, &ce) && ce.copied
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return nil
 }
 
 // msgBackendLost is the warning of a call lost with its backend (upstreamLost, lost).
