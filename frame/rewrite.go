@@ -1,10 +1,6 @@
 package frame
 
-import (
-	"sync"
-
-	"github.com/google/uuid"
-)
+import "github.com/google/uuid"
 
 // CorrLen is the length of a CORR annotation value: a raw 16-byte uuid.
 const CorrLen = 16
@@ -14,12 +10,16 @@ const CorrLen = 16
 // randomness, so it allocates nothing (crypto/rand.Read into a local array does under
 // the race detector).
 func NewCorr() [CorrLen]byte {
-	enableRandPool.Do(uuid.EnableRandPool)
 	id, _ := uuid.NewRandom() // never fails: crypto/rand crashes the program instead
 	return id
 }
 
-var enableRandPool sync.Once
+// init turns on uuid's pool of randomness for NewCorr. uuid.EnableRandPool must not run
+// while any goroutine makes a uuid (it sets a plain global), so it runs here, before
+// main and before any test; turned on lazily, it raced with uuid.New elsewhere (pyrocall).
+func init() {
+	uuid.EnableRandPool()
+}
 
 // AppendHead appends the header h and the annotations ann to dst, with h.AnnLen set to
 // len(ann) and the checksum computed. It returns the extended slice and the header as
