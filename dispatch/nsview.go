@@ -34,6 +34,7 @@ type nsView struct {
 	adv      nsview.Addr
 	key      []byte // the backend HMAC key (nil: none)
 	log      *zap.Logger
+	hosts    *hostAddrs // for URIs that name a member's address another way
 
 	mu     sync.Mutex
 	noted  map[string]bool   // addresses and clashes logged already
@@ -62,7 +63,7 @@ func newNSView(srv *Server, l *config.Listener) (*nsView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nsView{srv: srv, listener: l.Name, cfg: *l, adv: adv, key: backend,
+	return &nsView{srv: srv, listener: l.Name, cfg: *l, adv: adv, key: backend, hosts: newHostAddrs(),
 		log: srv.log.With(zap.String("listener", l.Name)), noted: map[string]bool{}, pubbed: map[string]string{}}, nil
 }
 
@@ -77,13 +78,18 @@ func (v *nsView) noteOnce(key, msg string, fields ...zap.Field) {
 	}
 }
 
-// member returns the member of the table in service that a URI's address points at.
+// member returns the member of the table in service that a URI's address points at:
+// the one written the same way, else the one on the same port whose host names the same
+// IP address (a URI on localhost, a member on 127.0.0.1, or the other way round).
 func (v *nsView) member(a nsview.Addr) *routing.Member {
 	t := v.srv.table.Load()
 	if a.Sock != "" {
 		return t.MemberAt("unix", a.Sock)
 	}
-	return t.MemberAt("tcp", net.JoinHostPort(a.Host, strconv.Itoa(a.Port)))
+	if m := t.MemberAt("tcp", net.JoinHostPort(a.Host, strconv.Itoa(a.Port))); m != nil {
+		return m
+	}
+	return v.hosts.memberByAddr(t, a)
 }
 
 // found are the object ids one name server reply names, with the member of each, or nil

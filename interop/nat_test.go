@@ -179,6 +179,15 @@ func TestEdgeAcrossNAT(t *testing.T) {
 			natRegister(t, w, "mover", "PYRO:mover@"+w.B)
 			check(natClient(t, host, port, "json", "mover"), map[string]string{"mover": "b"})
 
+			// A daemon with Pyro4's default HOST writes localhost in its URIs; its member is
+			// written 127.0.0.1: the same address, so the URI is the edge's all the same.
+			_, bPort, _ := net.SplitHostPort(w.B)
+			natRegister(t, w, "by.name", "PYRO:by.name@localhost:"+bPort)
+			check(natClient(t, host, port, "marshal", "by.name"), map[string]string{"by.name": "b"})
+			if got := p.srv.LearnedIDs()["test"]["by.name"]; got != w.B {
+				t.Errorf("by.name learned on %q, want %s", got, w.B)
+			}
+
 			// An object id the name server puts on two members: the routes decide (and the
 			// log says so), found by the learn loop's list().
 			natRegister(t, w, "dup.x", "PYRO:twice@./u:"+w.A)

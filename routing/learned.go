@@ -80,9 +80,15 @@ func (l *Learned) forgetRetired() {
 // MemberAt returns the member of any group at address (as configured, or as dialed:
 // network and address), nil when the table has none there.
 func (t *Table) MemberAt(network, address string) *Member {
+	return t.MemberFunc(network, func(a string) bool { return a == address })
+}
+
+// MemberFunc returns the first member of any group on network whose address match
+// accepts, nil when none does.
+func (t *Table) MemberFunc(network string, match func(address string) bool) *Member {
 	for _, g := range t.groups {
 		for _, m := range g.members {
-			if m.Network == network && m.Address == address {
+			if m.Network == network && match(m.Address) {
 				return m
 			}
 		}

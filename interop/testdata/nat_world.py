@@ -9,7 +9,9 @@ Usage: nat_world.py DIR      (the unix socket is DIR/a.sock)
 
 The first stdout line is JSON: {"ns": "127.0.0.1:P", "a": "DIR/a.sock", "b": "127.0.0.1:Q"}.
 Objects (who() returns the daemon's name): thing.one on a, thing.two on b, each with
-metadata {"tag:NAME"}; "hidden" is on b but not in the name server.
+metadata {"tag:NAME"}; "hidden" is on b but not in the name server. The tests register
+"late.one" and "by.name" (on b; by.name under localhost, as a daemon with Pyro4's
+default HOST writes its URIs) and "mover" (on both) in the name server themselves.
 """
 import json
 import os
@@ -62,6 +64,7 @@ register(ns_addr, "thing.one", a.register(Svc("a"), "thing.one"), "tag:a")
 register(ns_addr, "thing.two", b.register(Svc("b"), "thing.two"), "tag:b")
 b.register(Svc("b"), "hidden")
 b.register(Svc("b"), "late.one")
+b.register(Svc("b"), "by.name")
 a.register(Svc("a"), "mover")
 b.register(Svc("b"), "mover")
 print(json.dumps({"ns": ns_addr, "a": sock, "b": b.locationStr}), flush=True)
