@@ -9,10 +9,10 @@ import (
 	"unsafe"
 )
 
-// Writer writes a message of a few pieces to a socket: one writev(2) each time the
-// socket can take more, until all is written, waiting for it in the netpoller between.
-// Its state is kept from write to write, so a write allocates nothing; one goroutine at
-// a time.
+// Writer writes a message of a few pieces to a socket: one gathering write (Writev:
+// sendmsg(2), or writev(2) on 32-bit Linux) each time the socket can take more, until
+// all is written, waiting for it in the netpoller between. Its state is kept from write
+// to write, so a write allocates nothing; one goroutine at a time.
 type Writer struct {
 	iov  [MaxBuffers]syscall.Iovec
 	next []syscall.Iovec // what is left to write
@@ -20,11 +20,11 @@ type Writer struct {
 	fn   func(fd uintptr) bool // onWritable, bound once
 }
 
-// MaxBuffers is the most pieces one writev(2) of a Writer takes.
+// MaxBuffers is the most pieces one gathering write of a Writer takes.
 const MaxBuffers = 4
 
 // Writev writes the buffers to the socket behind rc (empty ones are skipped), all of
-// them, MaxBuffers to a writev(2), and returns the count written. An error is the net
+// them, MaxBuffers to a gathering write, and returns the count written. An error is the net
 // package's kind (*net.OpError) for conn, which is rc's connection.
 func (w *Writer) Writev(conn net.Conn, rc syscall.RawConn, bufs ...[]byte) (int64, error) {
 	var written int64
@@ -155,7 +155,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return int(n), err
 }
 
-// Writev writes the buffers, in one writev(2) when they are at most MaxBuffers and the
+// Writev writes the buffers, in one gathering write when they are at most MaxBuffers and the
 // socket takes them at once.
 func (c *Conn) Writev(bufs ...[]byte) (int64, error) {
 	return c.w.Writev(c.Conn, c.rc, bufs...)
