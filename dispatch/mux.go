@@ -729,12 +729,13 @@ func (c *muxConn) deliver(s *Session, r *frame.Reader, m *frame.Message) (finish
 		outcome = metrics.Exception
 	}
 	size := m.Header.DataLen
+	var within time.Duration
 	if d := s.srv.cfg.Timeouts.Header; d > 0 {
 		// A client that does not read its replies must not stall the calls behind it on
 		// this connection: it gets the header timeout, plus a second per MiB of reply.
-		s.client.SetWriteDeadline(time.Now().Add(d + time.Duration(size>>20)*time.Second))
+		within = d + time.Duration(size>>20)*time.Second
 	}
-	err = c.wbuf.send(s.cl, r, m, head, limit, false) // s.cl: its socket only (the session reads it)
+	err = c.wbuf.sendWithin(s.cl, r, m, head, limit, within) // s.cl: its socket only (the session reads it)
 	if err != nil && !fromClient(err) {
 		// The backend failed mid-reply: the call is lost with the connection, whose
 		// reader ends it as on the daemon's loss (lost closes the client).

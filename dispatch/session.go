@@ -1089,7 +1089,9 @@ type writer struct {
 	iov  [3][]byte
 	bufs net.Buffers
 	raw  rawsock.Writer // the writev to an armedConn's socket, a raw system call
-	flat []byte         // the pieces joined, for a connection without writev (TLS: one record)
+	// within is how long that writev may wait for the socket (sendWithin; 0: no limit).
+	within time.Duration
+	flat   []byte // the pieces joined, for a connection without writev (TLS: one record)
 	// pipe, when set, moves large payloads instead of io.CopyN, and knows which side
 	// failed midway and how much it took from the source (see deliver).
 	pipe *splice.Pipe
@@ -1122,7 +1124,7 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 	case *armedConn: // its socket's; nothing is held (its owner flushed, or holds nothing)
 		dst = d.Conn
 		if d.rc != nil {
-			_, err = w.raw.Writev(d.Conn, d.rc, w.iov[:]...)
+			_, err = w.raw.WritevWithin(d.Conn, d.rc, w.within, w.iov[:]...)
 			break
 		}
 		err = w.join(dst)
@@ -1146,6 +1148,23 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		}
 	}
 	return nil
+}
+
+// sendWithin is send of a reply (from r, the backend) that the client dst must take
+// within timeout (0: no limit). A small reply to an armed connection, written in one
+// writev, gets the deadline only if the socket makes it wait (rawsock.WritevWithin);
+// any other gets it from the start. The deadline is cleared afterwards.
+func (w *writer) sendWithin(dst net.Conn, r *frame.Reader, m *frame.Message, head []byte, limit int, timeout time.Duration) error {
+	if a, ok := dst.(*armedConn); timeout <= 0 || ok && a.rc != nil && m.Header.DataLen <= limit {
+		w.within = timeout
+		err := w.send(dst, r, m, head, limit, false)
+		w.within = 0
+		return err
+	}
+	dst.SetWriteDeadline(time.Now().Add(timeout))
+	err := w.send(dst, r, m, head, limit, false)
+	dst.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // dstFailed tells whether io.CopyN's failure err was on dst's side, which its error does

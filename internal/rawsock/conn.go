@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -18,6 +19,11 @@ type Writer struct {
 	next []syscall.Iovec // what is left to write
 	err  syscall.Errno
 	fn   func(fd uintptr) bool // onWritable, bound once
+
+	// The deadline of the write in progress (WritevWithin): set on conn once it waits.
+	conn    net.Conn
+	timeout time.Duration
+	waited  bool
 }
 
 // MaxBuffers is the most pieces one gathering write of a Writer takes.
@@ -27,6 +33,16 @@ const MaxBuffers = 4
 // them, MaxBuffers to a gathering write, and returns the count written. An error is the net
 // package's kind (*net.OpError) for conn, which is rc's connection.
 func (w *Writer) Writev(conn net.Conn, rc syscall.RawConn, bufs ...[]byte) (int64, error) {
+	return w.WritevWithin(conn, rc, 0, bufs...)
+}
+
+// WritevWithin is Writev that waits for the socket for at most timeout (> 0; 0: as long
+// as it takes): the first time the socket cannot take more, conn's write deadline is set
+// timeout from then, and it is cleared when the write is over. A write the socket takes
+// at once, the usual case, costs no deadline (no timer to set and stop per write).
+func (w *Writer) WritevWithin(conn net.Conn, rc syscall.RawConn, timeout time.Duration, bufs ...[]byte) (int64, error) {
+	w.conn, w.timeout = conn, timeout
+	defer w.endWait()
 	var written int64
 	for len(bufs) > 0 {
 		var total int64
@@ -58,6 +74,14 @@ func (w *Writer) Writev(conn net.Conn, rc syscall.RawConn, bufs ...[]byte) (int6
 	return written, nil
 }
 
+// endWait clears the deadline the write in progress set, if it set one.
+func (w *Writer) endWait() {
+	if w.waited {
+		w.conn.SetWriteDeadline(time.Time{})
+	}
+	w.conn, w.timeout, w.waited = nil, 0, false
+}
+
 // left is the count not written yet.
 func (w *Writer) left() int64 {
 	var n int64
@@ -73,6 +97,10 @@ func (w *Writer) onWritable(fd uintptr) bool {
 	for len(w.next) > 0 {
 		n, e := Writev(fd, w.next)
 		if e == syscall.EAGAIN {
+			if w.timeout > 0 && !w.waited { // rc.Write waits next: within the timeout
+				w.waited = true
+				w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+			}
 			return false
 		}
 		if e == 0 && n == 0 { // took nothing, yet no EAGAIN: never spin on it

@@ -109,6 +109,29 @@ func TestWritevFullSocket(t *testing.T) {
 	}
 }
 
+// WritevWithin: a write the socket takes at once is not limited; one that must wait
+// for a peer that does not read ends with a timeout after about the limit, and leaves
+// no deadline behind: once the peer reads, the next write goes through.
+func TestWritevWithin(t *testing.T) {
+	a, b := tcpPair(t)
+	a.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	b.(*net.TCPConn).SetReadBuffer(16 << 10)
+	var w Writer
+	if n, err := w.WritevWithin(a.Conn, a.rc, time.Nanosecond, []byte("taken at once")); n != 13 || err != nil {
+		t.Fatalf("a write that need not wait: %d, %v", n, err)
+	}
+	big := make([]byte, 4<<20)
+	start := time.Now()
+	n, err := w.WritevWithin(a.Conn, a.rc, 100*time.Millisecond, big)
+	if took := time.Since(start); !errors.Is(err, os.ErrDeadlineExceeded) || took < 100*time.Millisecond || n >= int64(len(big)) {
+		t.Fatalf("a write to a peer that does not read: %d bytes, %v after %v; want a timeout after 100ms", n, err, took)
+	}
+	go io.Copy(io.Discard, b)
+	if n, err := w.Writev(a.Conn, a.rc, big); n != int64(len(big)) || err != nil {
+		t.Fatalf("the next write, the peer reading: %d, %v (a deadline left behind?)", n, err)
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	a, b := tcpPair(t)
 	b.(*net.TCPConn).SetLinger(0) // its close resets the connection
