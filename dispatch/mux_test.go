@@ -367,6 +367,7 @@ func TestPipelinedClientNotReading(t *testing.T) {
 	})
 	bad := dialClient(t, addr)
 	g := dialClient(t, addr)
+	g.c.SetDeadline(time.Now().Add(20 * time.Second)) // stalled behind bad: a failure, not a hang
 	go func() { // its writes block too once the dispatcher stops reading it
 		payload := bytes.Repeat([]byte("r"), 60<<10) // under buffered_payload: replies are written, not spliced
 		for range 400 {
