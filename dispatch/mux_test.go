@@ -367,7 +367,8 @@ func TestPipelinedClientNotReading(t *testing.T) {
 	})
 	bad := dialClient(t, addr)
 	g := dialClient(t, addr)
-	g.c.SetDeadline(time.Now().Add(20 * time.Second)) // stalled behind bad: a failure, not a hang
+	// Stalled behind bad, g's calls fail the test rather than hang it.
+	g.c.SetDeadline(time.Now().Add(20 * time.Second))
 	go func() { // its writes block too once the dispatcher stops reading it
 		payload := bytes.Repeat([]byte("r"), 60<<10) // under buffered_payload: replies are written, not spliced
 		for range 400 {
