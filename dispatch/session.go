@@ -1152,7 +1152,7 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 
 // sendWithin is send of a reply (from r, the backend) that the client dst must take
 // within timeout (0: no limit). A small reply to an armed connection, written in one
-// writev, gets the deadline only if the socket makes it wait (rawsock.WritevWithin);
+// writev, gets the deadline only if the socket makes it wait (rawsock.Writer.WritevWithin);
 // any other gets it from the start. The deadline is cleared afterwards.
 func (w *writer) sendWithin(dst net.Conn, r *frame.Reader, m *frame.Message, head []byte, limit int, timeout time.Duration) error {
 	if a, ok := dst.(*armedConn); timeout <= 0 || ok && a.rc != nil && m.Header.DataLen <= limit {
