@@ -123,13 +123,20 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 			x.mu.Unlock()
 			return nil, pool.ErrClosed
 		}
+		var now time.Time // for retireLocked: read once per decision, only when needed
 		if x.lifetime > 0 || x.maxIdle > 0 {
-			x.retireExpiredLocked(time.Now())
+			now = time.Now()
 		}
 		var best *muxConn
 		bestN, reserved, waits := 0, 0, false
+		kept := x.conns[:0]
 		for _, c := range x.conns {
 			c.mu.Lock()
+			if !now.IsZero() && c.retireLocked(now) {
+				c.mu.Unlock()
+				continue
+			}
+			kept = append(kept, c)
 			n, failed := len(c.calls)-c.head+c.coming, c.err != nil
 			// A nested call never waits behind another: the daemon thread of the call it is
 			// nested in may be serving this connection, or waiting for a call that is.
@@ -145,6 +152,8 @@ func (x *mux) conn(nested, lastResort bool) (*muxConn, error) {
 				best, bestN = c, n
 			}
 		}
+		clear(x.conns[len(kept):])
+		x.conns = kept
 		mayOpen := (best == nil || bestN > 0) && x.mayOpenLocked()
 		switch {
 		case best != nil && !mayOpen: // free, or every one busy and no other to be had
@@ -308,31 +317,25 @@ var errClientLeft = errors.New("the client left in the middle of its large reque
 // errReserved refuses a small call on a connection a large request reserved meanwhile.
 var errReserved = errors.New("connection reserved by a large request")
 
-// errRetired ends a connection retired (retireExpiredLocked) once its calls are answered.
+// errRetired ends a connection retired (retireLocked) once its calls are answered.
 var errRetired = errors.New("pipelined connection retired (max_lifetime or max_idle_time)")
 
-// retireExpiredLocked (x.mu held) takes the connections past their lifetime, or unused
-// past max_idle_time (before the daemon's own idle timeout closes one under a call), out
-// of use: they take no new calls and close once the calls they carry are answered.
-func (x *mux) retireExpiredLocked(now time.Time) {
-	kept := x.conns[:0]
-	for _, c := range x.conns {
-		c.mu.Lock()
-		quiet := c.head == len(c.calls) && !c.delivering // no call on it, none being answered
-		idle := x.maxIdle > 0 && quiet && !c.reserved && now.Sub(c.lastUsed) >= x.maxIdle
-		if !idle && (c.expires.IsZero() || now.Before(c.expires)) {
-			c.mu.Unlock()
-			kept = append(kept, c)
-			continue
-		}
-		c.retired = true
-		if quiet { // else the reader fails it once the last reply is through
-			c.failLocked(errRetired)
-		}
-		c.mu.Unlock()
+// retireLocked (c.mu held) takes c out of use when it is past its lifetime, or unused
+// past max_idle_time (before the daemon's own idle timeout closes it under a call): it
+// takes no new calls and closes once the calls it carries are answered. It reports
+// whether it did; the caller (conn, under x.mu) then drops c from x.conns.
+func (c *muxConn) retireLocked(now time.Time) bool {
+	x := c.x
+	quiet := c.head == len(c.calls) && !c.delivering // no call on it, none being answered
+	idle := x.maxIdle > 0 && quiet && !c.reserved && now.Sub(c.lastUsed) >= x.maxIdle
+	if !idle && (c.expires.IsZero() || now.Before(c.expires)) {
+		return false
 	}
-	clear(x.conns[len(kept):])
-	x.conns = kept
+	c.retired = true
+	if quiet { // else the reader fails it once the last reply is through
+		c.failLocked(errRetired)
+	}
+	return true
 }
 
 // close fails every connection of the mux, whose calls get a pyro-dispatch error, and

@@ -356,6 +356,39 @@ func TestPipelinedLifetime(t *testing.T) {
 	}
 }
 
+// pool.max_idle_time: a pipelined connection unused that long is retired (dropped from
+// the mux, closed) when the next call chooses a connection, which opens a new one; one
+// used more often is kept.
+func TestPipelinedMaxIdleTime(t *testing.T) {
+	be := newCountingBackend(t, 0)
+	srv, addr := startProxy(t, be.Addr().String(), func(c *config.Config) {
+		c.Listeners[0].Pool.MaxIdleTime = 150 * time.Millisecond
+		pipelined(2, 4)(c)
+	})
+	g := dialClient(t, addr)
+	call := func(what string) {
+		t.Helper()
+		if m := g.roundTrip(t, []byte(what)); m.Header.Type != frame.Result || m.Header.Flags.Has(frame.FlagException) {
+			t.Fatalf("%s: %v %v %q", what, m.Header.Type, m.Header.Flags, m.Payload)
+		}
+	}
+	for i := range 5 {
+		call(fmt.Sprintf("busy %d", i))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := be.conns.Load(); n != 1 {
+		t.Fatalf("backend saw %d connections for calls 20 ms apart: want 1", n)
+	}
+	time.Sleep(400 * time.Millisecond)
+	call("after idle")
+	if n := be.conns.Load(); n != 2 {
+		t.Fatalf("backend saw %d connections: want the idle one replaced", n)
+	}
+	if loads := pipelinedLoads(srv); len(loads) != 1 {
+		t.Fatalf("mux holds %d connections (%v): want the retired one dropped", len(loads), loads)
+	}
+}
+
 // A client that sends calls without reading the replies gets closed after the header
 // timeout once its socket is full; the calls of another client on the same pipelined
 // connection carry on.
