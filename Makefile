@@ -1,4 +1,4 @@
-# pyro-dispatch: make demo | make test | make build | make fuzz | make bench | make soak
+# pyro-dispatch: make demo | make test | make build | make fuzz | make bench | make soak | make pgo
 GO        ?= go
 BIN       := bin/pyro-dispatch
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -9,7 +9,7 @@ SOAK      ?= 3m
 # with a bare "context deadline exceeded" at the deadline (golang/go#75804, fixed in 1.27).
 FUZZTIME  ?= 100000x
 
-.PHONY: all build test vet unit fuzz bench bench-go bench-deps soak demo deps test-deps vectors clean
+.PHONY: all build test vet unit fuzz bench bench-go bench-deps soak demo deps test-deps vectors pgo clean
 
 all: build
 
@@ -58,6 +58,12 @@ bench:
 
 bench-deps:
 	./bench/compare.sh --deps
+
+# Re-record cmd/pyro-dispatch/default.pgo, the CPU profile every `go build` of the binary
+# uses for profile-guided optimization (bench/pgo.sh: the modes `make bench` measures,
+# under the Go load generator; about a minute).
+pgo:
+	GO=$(GO) ./bench/pgo.sh
 
 # The soak run, never part of `make test`: the built binary in session, pooled and
 # pipelined mode under load from real Pyro4 clients and the Go load generator while
