@@ -402,9 +402,15 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 		return nil
 	}
 	c.writing = true
+	// Under load (other calls in flight on the connection, or coming to it), let the
+	// sessions that are ready now add their requests to this write. Without, yielding
+	// would only wake an idle thread of the scheduler to find nothing: a futex call and
+	// two context switches per call, about a fifth of a lone client's added latency.
+	busy := len(c.calls)-c.head > 1 || c.coming > 0
 	c.mu.Unlock()
-	// Let the other sessions that are ready now add their requests to this write.
-	runtime.Gosched()
+	if busy {
+		runtime.Gosched()
+	}
 	c.wmu.Lock()
 	c.flushLocked(s)
 	c.wmu.Unlock()
