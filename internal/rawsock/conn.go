@@ -254,11 +254,21 @@ func PeerGone(c net.Conn) bool {
 	}
 	gone := false
 	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+		n, e := Peek(fd)
+		gone = n == 0 && e != syscall.EAGAIN
 	})
 	return gone
+}
+
+// Peek looks at the non-blocking socket fd without taking anything or waiting
+// (recvfrom(2) with MSG_PEEK|MSG_DONTWAIT, retried on EINTR): 1 when bytes wait, 0 at
+// the end of the stream, else 0 and the call's errno (EAGAIN: nothing to read, the
+// peer still there). A raw system call where Read is one (64-bit Linux): unlike
+// syscall.Recvfrom it does not wake the scheduler's sleeping sysmon thread, a futex
+// call and a context switch each time.
+func Peek(fd uintptr) (int, syscall.Errno) {
+	var b [1]byte
+	return peek(fd, b[:])
 }
 
 // opError is errno e of operation op on conn as the net package reports it.

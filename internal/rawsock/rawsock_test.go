@@ -233,6 +233,32 @@ func TestFDCalls(t *testing.T) {
 	if _, err := io.ReadFull(b, got); err != nil || string(got) != "raw" {
 		t.Fatalf("peer read %q, %v", got, err)
 	}
+	// Peek: nothing yet; then a byte, seen and left to read; then the end of the stream.
+	rc.Control(func(fd uintptr) { n, e = Peek(fd) })
+	if n != 0 || e != syscall.EAGAIN {
+		t.Fatalf("Peek of an empty socket: %d, %v; want 0, EAGAIN", n, e)
+	}
+	b.Write([]byte("p"))
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		if rc.Control(func(fd uintptr) { n, e = Peek(fd) }); n == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n != 1 || e != 0 {
+		t.Fatalf("Peek with a byte waiting: %d, %v; want 1, 0", n, e)
+	}
+	if k, err := a.Read(got); k != 1 || err != nil || got[0] != 'p' {
+		t.Fatalf("read after the peek: %d, %v, %q; want the byte peeked", k, err, got[:k])
+	}
+	b.Close()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		if rc.Control(func(fd uintptr) { n, e = Peek(fd) }); e != syscall.EAGAIN || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n != 0 || e != 0 {
+		t.Fatalf("Peek after the peer's close: %d, %v; want 0, 0 (end of stream)", n, e)
+	}
 }
 
 // TestPeerGone: up, or with bytes still to read, the peer is not gone; after its close or

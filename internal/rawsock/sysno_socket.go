@@ -23,3 +23,8 @@ func gather(fd uintptr, iov []syscall.Iovec) (uintptr, syscall.Errno) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), sendFlags)
 	return n, e
 }
+
+// peek is one raw recvfrom(2) of p with MSG_PEEK|MSG_DONTWAIT.
+func peek(fd uintptr, p []byte) (int, syscall.Errno) {
+	return transfer(syscall.SYS_RECVFROM, fd, p, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+}
