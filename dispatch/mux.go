@@ -405,7 +405,7 @@ func (c *muxConn) send(s *Session, head, payload []byte, oneway bool) error {
 	// Under load (other calls in flight on the connection, or coming to it), let the
 	// sessions that are ready now add their requests to this write. Without, yielding
 	// would only wake an idle thread of the scheduler to find nothing: a futex call and
-	// two context switches per call, about a fifth of a lone client's added latency.
+	// two context switches per call, about a quarter of a lone client's added latency.
 	busy := len(c.calls)-c.head > 1 || c.coming > 0
 	c.mu.Unlock()
 	if busy {
