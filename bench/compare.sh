@@ -155,31 +155,8 @@ start replica-1 "$PD" echo --listen $H:$P_R1 --quiet
 start replica-2 "$PD" echo --listen $H:$P_R2 --quiet
 start replica-3 "$PD" echo --listen $H:$P_R3 --quiet
 for s in replica-1:$P_R1 replica-2:$P_R2 replica-3:$P_R3; do wait_port "${s%%:*}" "${s##*:}"; done
-cat >"$TMP/replicas-session.yaml" <<EOF
-backends:
-  - name: replicas
-    members: [$H:$P_R1, $H:$P_R2, $H:$P_R3]
-    balance: least_inflight
-listeners:
-  - name: lb
-    listen: $H:$P_LB
-    mode: session
-    routes:
-      - to: replicas
-EOF
-cat >"$TMP/replicas-pipelined.yaml" <<EOF
-backends:
-  - name: replicas
-    members: [$H:$P_R1, $H:$P_R2, $H:$P_R3]
-    balance: least_inflight
-listeners:
-  - name: lb-pipelined
-    listen: $H:$P_LBPIPE
-    mode: pooled
-    pool: {pipeline: 16, max_open: 4}
-    routes:
-      - to: replicas
-EOF
+replicas_config lb session $P_LB $H:$P_R1 $H:$P_R2 $H:$P_R3 >"$TMP/replicas-session.yaml"
+replicas_config lb-pipelined pooled $P_LBPIPE $H:$P_R1 $H:$P_R2 $H:$P_R3 >"$TMP/replicas-pipelined.yaml"
 start pyro-dispatch-lb "$PD" serve --config "$TMP/replicas-session.yaml"
 start pyro-dispatch-lb-pipelined "$PD" serve --config "$TMP/replicas-pipelined.yaml"
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \

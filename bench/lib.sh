@@ -90,3 +90,17 @@ pick_ports() {
   return 1
 }
 
+
+# replicas_config NAME MODE PORT MEMBER...: a pyro-dispatch config with one listener NAME
+# on 127.0.0.1:PORT in MODE (session, or pooled with pipeline 16 and max_open 4) routing
+# everything to the group "replicas" of the MEMBERs, balance least_inflight.
+replicas_config() {
+  local name=$1 mode=$2 port=$3
+  shift 3
+  local members
+  members=$(printf ', %s' "$@")
+  printf 'backends:\n  - name: replicas\n    members: [%s]\n    balance: least_inflight\n' "${members#, }"
+  printf 'listeners:\n  - name: %s\n    listen: 127.0.0.1:%s\n    mode: %s\n' "$name" "$port" "$mode"
+  [ "$mode" = pooled ] && printf '    pool: {pipeline: 16, max_open: 4}\n'
+  printf '    routes:\n      - to: replicas\n'
+}

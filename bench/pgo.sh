@@ -38,26 +38,8 @@ start replica-2 "$PD" echo --listen $H:$P_R2 --quiet
 start replica-3 "$PD" echo --listen $H:$P_R3 --quiet
 for s in echo:$P_ECHO replica-1:$P_R1 replica-2:$P_R2 replica-3:$P_R3; do wait_port "${s%%:*}" "${s##*:}"; done
 
-# replicas MODE PORT: a config with the three replicas in a least_inflight group.
-replicas() {
-  local pool=""
-  [ "$1" = pooled ] && pool="    pool: {pipeline: 16, max_open: 4}"
-  cat <<EOF
-backends:
-  - name: replicas
-    members: [$H:$P_R1, $H:$P_R2, $H:$P_R3]
-    balance: least_inflight
-listeners:
-  - name: lb-$1
-    listen: $H:$2
-    mode: $1
-$pool
-    routes:
-      - to: replicas
-EOF
-}
-replicas session $P_LB >"$TMP/lb-session.yaml"
-replicas pooled $P_LBPIPE >"$TMP/lb-pooled.yaml"
+replicas_config lb-session session $P_LB $H:$P_R1 $H:$P_R2 $H:$P_R3 >"$TMP/lb-session.yaml"
+replicas_config lb-pooled pooled $P_LBPIPE $H:$P_R1 $H:$P_R2 $H:$P_R3 >"$TMP/lb-pooled.yaml"
 
 start session "$PD" serve --listen $H:$P_SES --backend $H:$P_ECHO --log-level warn --cpuprofile "$TMP/session.pprof"
 start pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 4 --log-level warn --cpuprofile "$TMP/pipelined.pprof"
