@@ -859,6 +859,49 @@ func TestAcquireReleaseAllocs(t *testing.T) {
 	}
 }
 
+// An Acquire that waits for a connection another caller releases (more callers than
+// MaxOpen, the steady state of a busy pool) allocates nothing either: its channel and
+// timer are reused.
+func TestWaitingAcquireAllocs(t *testing.T) {
+	d := newDaemon(t)
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 1})
+	mustAcquire(t, p).Release()
+	ctx := context.Background()
+	hold, held := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() { // holds the only connection until the measured Acquire waits for it
+		defer close(done)
+		for range hold {
+			l, err := p.Acquire(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			held <- struct{}{}
+			for p.Stats().Waiting == 0 {
+				runtime.Gosched()
+			}
+			l.Release()
+		}
+	}()
+	n := testing.AllocsPerRun(200, func() {
+		hold <- struct{}{}
+		<-held
+		l, err := p.Acquire(ctx)
+		if err != nil {
+			panic(err)
+		}
+		l.Release()
+	})
+	close(hold)
+	<-done
+	if st := p.Stats(); st.WaitCount < 200 {
+		t.Fatalf("stats %+v: the Acquire calls did not wait", st)
+	}
+	if n != 0 {
+		t.Fatalf("an Acquire that waited for a released connection: %v allocations", n)
+	}
+}
+
 func BenchmarkAcquireRelease(b *testing.B) {
 	d := newDaemon(b)
 	p := newPool(b, Config{Dial: dialer(d.addr, nil)})
@@ -1096,4 +1139,25 @@ func TestAcquireNew(t *testing.T) {
 	}
 	l.Release()
 	l2.Release()
+}
+
+func BenchmarkAcquireReleaseContended(b *testing.B) {
+	d := newDaemon(b)
+	p := newPool(b, Config{Dial: dialer(d.addr, nil), MaxOpen: 1, Warm: 1})
+	waitFor(b, p, "warm connections", func() bool { return p.Stats().Idle == 1 })
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l, err := p.Acquire(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			runtime.Gosched()
+			l.Release()
+		}
+	})
 }
