@@ -3,6 +3,7 @@ package dispatch
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -130,18 +131,29 @@ func dialClient(tb testing.TB, addr string) *goClient {
 
 // call sends one message and returns the reply header, with the payload read and dropped.
 func (g *goClient) call(tb testing.TB, t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) frame.Header {
-	g.send(tb, t, flags, ann, payload)
-	m, err := g.r.Next()
+	h, err := g.tryCall(t, flags, ann, payload)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return h
+}
+
+// tryCall is call returning its error, for goroutines other than the test's.
+func (g *goClient) tryCall(t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) (frame.Header, error) {
+	if err := g.trySend(t, flags, ann, payload); err != nil {
+		return frame.Header{}, err
+	}
+	m, err := g.r.Next()
+	if err != nil {
+		return frame.Header{}, err
+	}
 	if err := g.r.Discard(&m); err != nil {
-		tb.Fatal(err)
+		return frame.Header{}, err
 	}
 	if m.Header.Seq != g.seq {
-		tb.Fatalf("reply seq %d to request %d", m.Header.Seq, g.seq)
+		return frame.Header{}, fmt.Errorf("reply seq %d to request %d", m.Header.Seq, g.seq)
 	}
-	return m.Header
+	return m.Header, nil
 }
 
 // expectClosed checks that the dispatcher closes the client's connection (as a lost
@@ -159,12 +171,17 @@ func (g *goClient) expectClosed(tb testing.TB) {
 }
 
 func (g *goClient) send(tb testing.TB, t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) {
+	if err := g.trySend(t, flags, ann, payload); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (g *goClient) trySend(t frame.MsgType, flags frame.Flags, ann frame.Annotations, payload []byte) error {
 	g.seq++
 	h := frame.Header{Type: t, Flags: flags, Seq: g.seq, DataLen: len(payload), Serializer: frame.Serpent}
 	g.out = frame.AppendMessage(g.out[:0], h, ann, payload)
-	if _, err := g.c.Write(g.out); err != nil {
-		tb.Fatal(err)
-	}
+	_, err := g.c.Write(g.out)
+	return err
 }
 
 func benchmarkSmallCalls(b *testing.B, ann frame.Annotations, mutate func(*config.Config)) {
@@ -265,4 +282,53 @@ func BenchmarkForwardSmallPooledMetrics(b *testing.B) {
 		c.Admin.Listen = "127.0.0.1:0"
 		c.Listeners[0].Mode = config.ModePooled
 	})
+}
+
+// BenchmarkForwardSmallPooledWaiting: pooled mode with more clients than connections
+// (4 clients, pool.max_open 1), the steady state of a busy pool: most calls wait for a
+// connection another client's call releases. Three clients keep calling beside the
+// measured one; allocations count theirs too.
+func BenchmarkForwardSmallPooledWaiting(b *testing.B) {
+	be := fixedBackend(b)
+	srv, addr := startProxy(b, be.Addr().String(), func(c *config.Config) {
+		c.Listeners[0].Mode = config.ModePooled
+		c.Listeners[0].Pool.MaxOpen = 1
+	})
+	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
+	g := dialClient(b, addr)
+	stop := make(chan struct{})
+	errs := make(chan error, 3)
+	for range 3 {
+		o := dialClient(b, addr)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := o.tryCall(frame.Invoke, 0, nil, payload); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if h := g.call(b, frame.Invoke, 0, nil, payload); h.Type != frame.Result {
+			b.Fatalf("got %v", h.Type)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	for range 3 {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ps := srv.Pools(); len(ps) != 1 || ps[0].Dials != 1 || ps[0].Beyond != 0 {
+		b.Fatalf("pools %+v: want the four clients' calls on one connection", ps)
+	}
 }
