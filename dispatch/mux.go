@@ -13,6 +13,7 @@ import (
 	"github.com/pyro-dispatch/pyro-dispatch/config"
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/splice"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/timers"
 	"github.com/pyro-dispatch/pyro-dispatch/metrics"
 	"github.com/pyro-dispatch/pyro-dispatch/pool"
 	"github.com/pyro-dispatch/pyro-dispatch/routing"
@@ -92,8 +93,8 @@ func (x *mux) acquireSlot() error {
 		return nil
 	default:
 	}
-	t := time.NewTimer(x.wait)
-	defer t.Stop()
+	t := timers.Start(x.wait)
+	defer timers.Stop(t)
 	select {
 	case x.slots <- struct{}{}:
 		return nil
@@ -237,8 +238,8 @@ func (c *muxConn) claim(n int) {
 
 // await waits for ch to close, up to the pool's wait timeout.
 func (x *mux) await(ch <-chan struct{}) error {
-	t := time.NewTimer(x.wait)
-	defer t.Stop()
+	t := timers.Start(x.wait)
+	defer timers.Stop(t)
 	select {
 	case <-ch:
 		return nil

@@ -455,6 +455,13 @@ func BenchmarkForwardSmallPipelined(b *testing.B) {
 	}
 }
 
+// BenchmarkForwardSmallPipelinedWaiting: pipelined calls of 8 clients on one backend
+// connection that takes 2 at a time (pool.max_open 1, pipeline 2): most calls wait for
+// an in-flight slot.
+func BenchmarkForwardSmallPipelinedWaiting(b *testing.B) {
+	benchmarkSmallCallsBeside(b, 7, pipelined(1, 2))
+}
+
 // A call cycle through the dispatcher (A's method calls back into A with the incoming
 // call's correlation id, as a Pyro4 daemon does) completes in both pooled modes with one
 // backend connection allowed: the nested call is never queued behind, nor made to wait

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 	"github.com/pyro-dispatch/pyro-dispatch/internal/rawsock"
+	"github.com/pyro-dispatch/pyro-dispatch/internal/timers"
 )
 
 // Config describes one pool. Dial is required; zero values elsewhere mean the default
@@ -199,27 +200,9 @@ type grant struct {
 	err error
 }
 
-// waiter is what an Acquire call waits with: the channel its grant comes on (room for
-// one) and its timer. Both are reused (waiters), so that waiting allocates nothing: an
-// Acquire returns with the channel empty (a grant that came as it gave up is taken) and
-// the timer stopped.
-type waiter struct {
-	ch    chan grant
-	timer *time.Timer
-}
-
-// waiters keeps the waiters of Acquire calls that are done, for the next to wait.
-var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
-
-// start (re)starts w's timer for d and returns it.
-func (w *waiter) start(d time.Duration) *time.Timer {
-	if w.timer == nil {
-		w.timer = time.NewTimer(d)
-	} else {
-		w.timer.Reset(d) // a stopped timer: nothing of its last run is delivered (Go 1.23)
-	}
-	return w.timer
-}
+// grants keeps the channels of Acquire calls that are done, for the next to wait with:
+// an Acquire returns with its channel empty (a grant that came as it gave up is taken).
+var grants = sync.Pool{New: func() any { return make(chan grant, 1) }}
 
 // Pool is a set of connections to one endpoint, all made with the same handshake.
 // It is safe for concurrent use. A goroutine owned by the pool does the upkeep (idle
@@ -337,16 +320,15 @@ func (p *Pool) acquire(ctx context.Context, lastResort bool) (Lease, error) {
 		p.mu.Unlock()
 		return Lease{}, ErrTooManyWait
 	}
-	wt := waiters.Get().(*waiter)
-	defer waiters.Put(wt)
-	w := wt.ch
+	w := grants.Get().(chan grant)
+	defer grants.Put(w)
 	p.waiters = append(p.waiters, w)
 	p.stats.WaitCount++
 	p.maybeDialLocked(now)
 	p.mu.Unlock()
 
-	timer := wt.start(p.cfg.WaitTimeout)
-	defer timer.Stop()
+	timer := timers.Start(p.cfg.WaitTimeout)
+	defer timers.Stop(timer)
 	var err error
 	select {
 	case g := <-w:

@@ -863,6 +863,9 @@ func TestAcquireReleaseAllocs(t *testing.T) {
 // MaxOpen, the steady state of a busy pool) allocates nothing either: its channel and
 // timer are reused.
 func TestWaitingAcquireAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector")
+	}
 	d := newDaemon(t)
 	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 1})
 	mustAcquire(t, p).Release()
