@@ -286,19 +286,25 @@ func BenchmarkForwardSmallPooledMetrics(b *testing.B) {
 
 // BenchmarkForwardSmallPooledWaiting: pooled mode with more clients than connections
 // (4 clients, pool.max_open 1), the steady state of a busy pool: most calls wait for a
-// connection another client's call releases. Three clients keep calling beside the
-// measured one; allocations count theirs too.
+// connection another client's call releases.
 func BenchmarkForwardSmallPooledWaiting(b *testing.B) {
-	be := fixedBackend(b)
-	srv, addr := startProxy(b, be.Addr().String(), func(c *config.Config) {
+	benchmarkSmallCallsBeside(b, 3, func(c *config.Config) {
 		c.Listeners[0].Mode = config.ModePooled
 		c.Listeners[0].Pool.MaxOpen = 1
 	})
+}
+
+// benchmarkSmallCallsBeside is benchmarkSmallCalls with others clients calling beside
+// the measured one (allocations count theirs too), all of a pooled listener's calls on
+// one backend connection.
+func benchmarkSmallCallsBeside(b *testing.B, others int, mutate func(*config.Config)) {
+	be := fixedBackend(b)
+	srv, addr := startProxy(b, be.Addr().String(), mutate)
 	payload := []byte("# serpent utf-8 python3.2\n('echo','echo',('" + strings.Repeat("x", 100) + "',),{})")
 	g := dialClient(b, addr)
 	stop := make(chan struct{})
-	errs := make(chan error, 3)
-	for range 3 {
+	errs := make(chan error, others)
+	for range others {
 		o := dialClient(b, addr)
 		go func() {
 			for {
@@ -323,12 +329,12 @@ func BenchmarkForwardSmallPooledWaiting(b *testing.B) {
 	}
 	b.StopTimer()
 	close(stop)
-	for range 3 {
+	for range others {
 		if err := <-errs; err != nil {
 			b.Fatal(err)
 		}
 	}
 	if ps := srv.Pools(); len(ps) != 1 || ps[0].Dials != 1 || ps[0].Beyond != 0 {
-		b.Fatalf("pools %+v: want the four clients' calls on one connection", ps)
+		b.Fatalf("pools %+v: want all the clients' calls on one connection", ps)
 	}
 }
