@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -47,6 +48,13 @@ type armedConn struct {
 	n          int
 	rerr, werr syscall.Errno // 0: none (Errno, not error: an idle session's memory counts)
 	ready      func(fd uintptr) bool
+}
+
+// heldWriteFailed reports whether err, from a Read of an armedConn, is the failure of
+// the write of what was held: nothing was read then.
+func heldWriteFailed(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && (oe.Op == "write" || oe.Op == "writev")
 }
 
 // armLimit is the largest write that is held: it is copied, so that the caller's

@@ -228,8 +228,16 @@ func (hs *handshakes) newPool(h *handshake) *pool.Pool {
 		HealthCheck:    check,
 		BackoffMax:     c.BackoffMax,
 		MaxIdleTime:    c.MaxIdleTime,
+		Wrap:           armUpstream,
 	})
 }
+
+// armUpstream gives a pooled upstream connection an armedConn, so that a session's
+// small request is written by the read of its reply (forwardRequest): a daemon answers
+// only once it has the request, so that read waits at once, with no read that finds
+// nothing first. Reads and writes of a pipelined connection, and health checks, are
+// made at once, as through the connection itself.
+func armUpstream(c net.Conn) net.Conn { return newArmedConn(c, false) }
 
 // close closes every pool once its calls are done.
 func (hs *handshakes) close() {

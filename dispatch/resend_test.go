@@ -43,10 +43,36 @@ func (c failingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// failingSocket is a pooled upstream connection, a real socket with its handshake done,
+// whose next read, once *fail is set, begins with the socket shut for writing, as a
+// write to a connection the daemon has closed fails: a small request held for that read
+// (armedConn) fails to be written by it, with nothing sent. The read takes fail.
+type failingSocket struct {
+	*net.TCPConn
+	fail *atomic.Bool
+}
+
+func (c failingSocket) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	return failingRaw{rc, c.fail}, err
+}
+
+type failingRaw struct {
+	syscall.RawConn
+	fail *atomic.Bool
+}
+
+func (r failingRaw) Read(f func(fd uintptr) bool) error {
+	if r.fail.CompareAndSwap(true, false) {
+		r.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+	}
+	return r.RawConn.Read(f)
+}
+
 // failingUpstreams gives the handshake of resendHello with the only member of srv's
-// pooled listener "t" a pool of failingConns sharing fail and budget, before any client
-// connects; dials counts the connections it makes.
-func failingUpstreams(t *testing.T, srv *Server, fail *atomic.Bool, budget, dials *atomic.Int64) {
+// pooled listener "t" a pool of connections made failing by failing (a failingConn or a
+// failingSocket), before any client connects; dials counts the connections it makes.
+func failingUpstreams(t *testing.T, srv *Server, failing func(net.Conn) net.Conn, dials *atomic.Int64) {
 	connect := frame.AppendMessage(nil, frame.Header{Type: frame.Connect, Serializer: frame.Serpent}, nil, []byte(resendHello))
 	r := frame.NewReader(bytes.NewReader(connect), 0, frame.Limits{})
 	m, err := r.Next()
@@ -59,13 +85,13 @@ func failingUpstreams(t *testing.T, srv *Server, fail *atomic.Bool, budget, dial
 	hs := srv.listeners[0].st.Load().handshakes
 	h := hs.build(keyOf(srv.Table().Group("t").Members()[0], &m), &m)
 	h.pool.Close() // replaced before anyone sees h
-	h.pool = pool.New(pool.Config{Serializer: frame.Serpent, HealthInterval: -1, Dial: func(ctx context.Context) (net.Conn, error) {
+	h.pool = pool.New(pool.Config{Serializer: frame.Serpent, HealthInterval: -1, Wrap: armUpstream, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, err := h.dial(ctx)
 		if err != nil {
 			return nil, err
 		}
 		dials.Add(1)
-		return failingConn{c, fail, budget}, nil
+		return failing(c), nil
 	}})
 	hs.cache.Add(h.key, h)
 }
@@ -86,12 +112,14 @@ func TestPooledResend(t *testing.T) {
 		payload   string // "lost": the daemon reads the request and hangs up, no reply
 		large     bool   // the payload is made longer than buffered_payload
 		failWrite bool   // a write of the request fails
+		held      bool   // it fails as the small request's write held for the reply's read (failingSocket)
 		budget    int64  // bytes written before the write that fails
 		resent    bool   // the client gets the reply; else its connection is closed
 		seen      int    // times the daemon reads the request
 		dials     int64  // upstream connections made, the CONNECT's included
 	}{
 		{name: "small-write-fails", payload: "small", failWrite: true, resent: true, seen: 1, dials: 2},
+		{name: "small-held-write-fails", payload: "small", failWrite: true, held: true, resent: true, seen: 1, dials: 2},
 		{name: "written-then-lost", payload: "lost", seen: 1, dials: 1},
 		{name: "large-head-write-fails", payload: "large", large: true, failWrite: true, resent: true, seen: 1, dials: 2},
 		{name: "large-splice-fails", payload: "large", large: true, failWrite: true, budget: 256 << 10, seen: 0, dials: 1},
@@ -115,7 +143,11 @@ func TestPooledResend(t *testing.T) {
 			srv, addr := startProxy(t, ln.Addr().String(), pipelined(config.DefaultPoolMaxOpen, 1))
 			var fail atomic.Bool
 			var budget, dials atomic.Int64
-			failingUpstreams(t, srv, &fail, &budget, &dials)
+			failing := func(c net.Conn) net.Conn { return failingConn{c, &fail, &budget} }
+			if tc.held {
+				failing = func(c net.Conn) net.Conn { return failingSocket{c.(*net.TCPConn), &fail} }
+			}
+			failingUpstreams(t, srv, failing, &dials)
 
 			c, err := net.DialTimeout("tcp", addr, answerWithin)
 			if err != nil {

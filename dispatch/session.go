@@ -804,6 +804,17 @@ func (s *Session) relayCall() error {
 	}
 	s.setUpstreamDeadline(s.srv.cfg.Timeouts.Call)
 	r, err := s.ur.Next()
+	if err != nil && s.st.pooled && !s.pinned && heldWriteFailed(err) {
+		// The request, held for this read (armedConn), could not be written: as when a
+		// write made at once fails (above), nothing of it reached a daemon.
+		var refused error
+		if err, refused = s.resend(&m, nested, err); refused != nil {
+			return s.refuseCall(&m, refused)
+		}
+		if err == nil {
+			r, err = s.ur.Next()
+		}
+	}
 	if err == nil && r.Header.Seq != h.Seq {
 		err = fmt.Errorf("backend answered seq %d with seq %d: stream out of step", h.Seq, r.Header.Seq)
 	}
@@ -995,16 +1006,30 @@ func (s *Session) setUpstream(c net.Conn, r *frame.Reader) {
 
 // forwardRequest sends the client's message m to the backend (see rewriteRequest) and
 // returns the message's correlation id. With answered, a read of the backend's answer
-// follows at once: on the session's own backend connection a small request is then
-// written by that read (armedConn).
+// follows at once: on the backend connection (the session's own, or the leased one) a
+// small request is then written by that read (armedConn), whose error tells when that
+// write failed (heldWriteFailed).
 func (s *Session) forwardRequest(m *frame.Message, answered bool) ([]byte, error) {
 	corr := s.rewriteRequest(m)
-	if answered && s.up != nil { // session mode: the backend connection is s.up's
-		if held, err := s.hold(s.up, s.cr, m, s.head, true); held || err != nil {
+	if a := s.armedUpstream(); answered && a != nil {
+		if held, err := s.hold(a, s.cr, m, s.head, true); held || err != nil {
 			return corr, err
 		}
 	}
 	return corr, s.w.send(s.upstream, s.cr, m, s.head, s.srv.bufferedLimit, true)
+}
+
+// armedUpstream returns the session's backend connection as an armedConn: its own in
+// session mode, the leased one's in pooled mode (armUpstream).
+func (s *Session) armedUpstream() *armedConn {
+	if s.up != nil {
+		return s.up
+	}
+	if pc, ok := s.upstream.(*pool.Conn); ok {
+		a, _ := pc.Conn.(*armedConn)
+		return a
+	}
+	return nil
 }
 
 // hold hands a small message (head, or m's own header and annotations when nil, then the

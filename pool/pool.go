@@ -41,6 +41,10 @@ type Config struct {
 	HealthInterval time.Duration // idle connections neither used nor checked this long are PINGed (default 30s; <0: never)
 	BackoffMax     time.Duration // longest wait between failed dials (default 5s)
 	ReadBufferSize int           // initial frame.Reader buffer per connection (default frame default)
+	// Wrap, when set, wraps each dialed connection (with raw reads and writes already,
+	// rawsock.New) before it is pooled: Conn.Conn and Conn.Reader go through what it
+	// returns. The idle check (alive) still peeks at the socket under it.
+	Wrap func(net.Conn) net.Conn
 }
 
 // minBackoff is the wait after the first failed dial; it doubles with each failure up to
@@ -465,10 +469,14 @@ func (p *Pool) dialedLocked(ctx context.Context, started time.Time, nc net.Conn,
 		p.stats.Dials++
 		p.backoff, p.dialErr = 0, nil
 		if !p.closed {
+			fd := rawsock.FD(nc)
 			nc = rawsock.New(nc)
+			if p.cfg.Wrap != nil {
+				nc = p.cfg.Wrap(nc)
+			}
 			c := &Conn{
 				Conn:        nc,
-				fd:          rawsock.FD(nc),
+				fd:          fd,
 				Reader:      frame.NewReader(nc, p.cfg.ReadBufferSize, frame.Limits{}),
 				p:           p,
 				created:     now,

@@ -942,10 +942,25 @@ func BenchmarkAcquireReleaseParallel(b *testing.B) {
 
 // A connection the daemon closed while idle (its COMMTIMEOUT, a restart) is found out when
 // taken and replaced: the call gets a working one.
+// So it is with Config.Wrap, whose wrapper hides the socket: the check peeks at the
+// socket under it.
 func TestStaleIdleConnNeverReachesACall(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testStaleIdleConn(t, nil) })
+	t.Run("wrapped", func(t *testing.T) {
+		testStaleIdleConn(t, func(c net.Conn) net.Conn { return wrapped{c} })
+	})
+}
+
+// wrapped is a connection as a Config.Wrap gives it: no syscall.Conn.
+type wrapped struct{ net.Conn }
+
+func testStaleIdleConn(t *testing.T, wrap func(net.Conn) net.Conn) {
 	d := newDaemon(t)
-	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2, HealthInterval: -1})
+	p := newPool(t, Config{Dial: dialer(d.addr, nil), MaxOpen: 2, HealthInterval: -1, Wrap: wrap})
 	first := mustAcquire(t, p)
+	if _, ok := first.Conn.Conn.(wrapped); ok != (wrap != nil) {
+		t.Fatalf("leased %T", first.Conn.Conn)
+	}
 	first.Release()
 	d.killAll() // the daemon closes its side of the idle connection
 	waitFor(t, p, "the daemon to close it", func() bool { return d.open.Load() == 0 })
