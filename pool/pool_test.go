@@ -921,23 +921,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 }
 
 func BenchmarkAcquireReleaseParallel(b *testing.B) {
-	d := newDaemon(b)
-	n := runtime.GOMAXPROCS(0)
-	p := newPool(b, Config{Dial: dialer(d.addr, nil), MaxOpen: n, Warm: n})
-	waitFor(b, p, "warm connections", func() bool { return p.Stats().Idle == n })
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			l, err := p.Acquire(ctx)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			l.Release()
-		}
-	})
+	benchmarkAcquireReleaseParallel(b, runtime.GOMAXPROCS(0), 1, func() {})
 }
 
 // A connection the daemon closed while idle (its COMMTIMEOUT, a restart) is found out when
@@ -1159,13 +1143,21 @@ func TestAcquireNew(t *testing.T) {
 	l2.Release()
 }
 
+// BenchmarkAcquireReleaseContended: 4 goroutines per CPU on one connection, each
+// yielding while it holds it, so that most Acquire calls wait.
 func BenchmarkAcquireReleaseContended(b *testing.B) {
+	benchmarkAcquireReleaseParallel(b, 1, 4, runtime.Gosched)
+}
+
+// benchmarkAcquireReleaseParallel runs parallelism goroutines per CPU leasing the
+// connections of a pool of maxOpen warm ones, calling hold with each lease.
+func benchmarkAcquireReleaseParallel(b *testing.B, maxOpen, parallelism int, hold func()) {
 	d := newDaemon(b)
-	p := newPool(b, Config{Dial: dialer(d.addr, nil), MaxOpen: 1, Warm: 1})
-	waitFor(b, p, "warm connections", func() bool { return p.Stats().Idle == 1 })
+	p := newPool(b, Config{Dial: dialer(d.addr, nil), MaxOpen: maxOpen, Warm: maxOpen})
+	waitFor(b, p, "warm connections", func() bool { return p.Stats().Idle == maxOpen })
 	ctx := context.Background()
 	b.ReportAllocs()
-	b.SetParallelism(4)
+	b.SetParallelism(parallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -1174,7 +1166,7 @@ func BenchmarkAcquireReleaseContended(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			runtime.Gosched()
+			hold()
 			l.Release()
 		}
 	})
