@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/raceflag"
 )
 
 // splitRoute splits as pyro4-httpgateway's ^(.+)/(.+) does: on hand-picked paths and on
@@ -51,7 +53,7 @@ func TestSplitRoute(t *testing.T) {
 // ServeHTTP allocates only its correlation id's header value and the context that carries
 // it to the dials.
 func TestPayloadPathAllocs(t *testing.T) {
-	if raceEnabled {
+	if raceflag.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	gw, _ := newFakeGateway(t, Config{})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/raceflag"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -863,7 +865,7 @@ func TestAcquireReleaseAllocs(t *testing.T) {
 // MaxOpen, the steady state of a busy pool) allocates nothing either: its channel and
 // timer are reused.
 func TestWaitingAcquireAllocs(t *testing.T) {
-	if raceEnabled {
+	if raceflag.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	d := newDaemon(t)

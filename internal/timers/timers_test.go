@@ -3,6 +3,8 @@ package timers
 import (
 	"testing"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/internal/raceflag"
 )
 
 // A reused timer fires after its new duration, never with a value of its earlier run.
@@ -35,7 +37,7 @@ func TestReusedTimerFiresOnlyForItsNewRun(t *testing.T) {
 }
 
 func TestStartStopAllocs(t *testing.T) {
-	if raceEnabled {
+	if raceflag.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	Stop(Start(time.Hour))
