@@ -1140,12 +1140,10 @@ func (w *writer) send(dst net.Conn, r *frame.Reader, m *frame.Message, head []by
 		w.iov = [3][]byte{m.Raw, m.Annotations, m.Payload}
 	}
 	if pc, ok := dst.(*pool.Conn); ok {
-		dst = pc.Conn // its socket: a *rawsock.Conn when it has one
+		dst = pc.Conn // its armedConn (armUpstream)
 	}
 	var err error
 	switch d := dst.(type) {
-	case *rawsock.Conn:
-		_, err = d.Writev(w.iov[:]...)
 	case *armedConn: // its socket's; nothing is held (its owner flushed, or holds nothing)
 		dst = d.Conn
 		if d.rc != nil {
