@@ -50,11 +50,17 @@ type armedConn struct {
 	ready      func(fd uintptr) bool
 }
 
+// heldWriteError is a Read's failure to write what was held: nothing was read then.
+type heldWriteError struct{ err error }
+
+func (e *heldWriteError) Error() string { return e.err.Error() }
+func (e *heldWriteError) Unwrap() error { return e.err }
+
 // heldWriteFailed reports whether err, from a Read of an armedConn, is the failure of
-// the write of what was held: nothing was read then.
+// the write of what was held.
 func heldWriteFailed(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && (oe.Op == "write" || oe.Op == "writev")
+	var he *heldWriteError
+	return errors.As(err, &he)
 }
 
 // armLimit is the largest write that is held: it is copied, so that the caller's
@@ -132,10 +138,10 @@ func (a *armedConn) Read(p []byte) (int, error) {
 	switch {
 	case werr != 0:
 		a.out = a.out[:0]
-		return 0, &net.OpError{Op: "write", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+		return 0, &heldWriteError{&net.OpError{Op: "write", Net: a.LocalAddr().Network(), Source: a.LocalAddr(), Addr: a.RemoteAddr(), Err: os.NewSyscallError("write", werr)}}
 	case len(a.out) > 0: // the socket was full, or the read ended before the write (deadline)
 		if ferr := a.flush(); ferr != nil {
-			return 0, ferr
+			return 0, &heldWriteError{ferr}
 		}
 		if err != nil {
 			return 0, err
