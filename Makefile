@@ -54,7 +54,7 @@ bench-go:
 
 # The comparison run: direct, pyro-dispatch, HAProxy, nginx and Pyro4's Python blob
 # dispatcher, and the HTTP gateway against pyro4-httpgateway (bench/http.sh); writes
-# bench/RESULTS.md and bench/charts/ (installs haproxy, nginx, wrk with apt when
+# bench/RESULTS.md and bench/charts/ (installs haproxy, nginx, wrk, gcc with apt when
 # missing). About 10 minutes on 2 cores; BENCH_QUICK=1 for a 1.5-minute smoke run.
 bench:
 	GO=$(GO) ./bench/compare.sh

@@ -3,8 +3,9 @@
 # pyro-dispatch in front of it (session mode, the transparent default, and pooled mode with
 # pipelining),
 # HAProxy (mode tcp) and nginx (stream), Pyro4's own SerializedBlob dispatcher in
-# Python, and a plain Go splice relay (bench/cmd/splicerelay, the physical limit of the
-# 64 MiB workloads); and, for the workload "3 replicas", three more echo daemons behind
+# Python, a plain Go splice relay (bench/cmd/splicerelay, the physical limit of the
+# 64 MiB workloads) and a C echo (bench/floor/echofloor.c: what a proxy's client side
+# costs at the least, for the small workloads at 64 connections); and, for the workload "3 replicas", three more echo daemons behind
 # pyro-dispatch (a YAML config: one backend group, balance: least_inflight; session and
 # pipelined pooled mode) and behind HAProxy (balance leastconn). Measures them all in
 # interleaved rounds with `pyro-dispatch bench` (Go load generator, json) and
@@ -16,7 +17,7 @@
 # "How it was measured").
 #
 #   bench/compare.sh            the full run (about 10 minutes on 2 cores)
-#   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream, wrk)
+#   bench/compare.sh --deps     only install what it needs (apt: haproxy, nginx + stream, wrk, gcc)
 #   BENCH_QUICK=1 bench/compare.sh   a smoke test: one short round each (~1.5 minutes);
 #                               writes to $BENCH_OUT / $BENCH_CHARTS, by default a temp dir
 #
@@ -39,6 +40,7 @@ install_deps() {
   command -v haproxy >/dev/null || need+=(haproxy)
   command -v nginx >/dev/null || need+=(nginx)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v cc >/dev/null || need+=(gcc libc6-dev)
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)' || need+=(libnginx-mod-stream)
   [ ${#need[@]} -eq 0 ] && return 0
   local sudo=""
@@ -93,9 +95,10 @@ log "building pyro-dispatch and the report tool"
 $GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
 $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 $GO build -trimpath -o "$TMP/splice-relay" ./bench/cmd/splicerelay
+cc -O2 -pthread -o "$TMP/echo-floor" bench/floor/echofloor.c
 PD=$TMP/pyro-dispatch
 
-BASE=$(pick_ports 16)
+BASE=$(pick_ports 17)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 # the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
 P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))
@@ -103,6 +106,8 @@ P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_L
 P_PDADM=$((BASE + 13)) P_ADMIN=$((BASE + 14))
 # the plain Go splice relay (64 MiB workloads only)
 P_SPLICE=$((BASE + 15))
+# the C echo floor (small calls at 64 connections only)
+P_FLOOR=$((BASE + 16))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -133,6 +138,7 @@ start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO -
 start pyro-dispatch-admin "$PD" serve --listen $H:$P_PDADM --backend $H:$P_ECHO --admin $H:$P_ADMIN
 start pyro-dispatch-pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 4
 start splice-relay "$TMP/splice-relay" --listen $H:$P_SPLICE --backend $H:$P_ECHO
+start echo-floor "$TMP/echo-floor" $H $P_FLOOR "$(nproc)"
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
 start haproxy haproxy -db -f "$TMP/haproxy.cfg"
@@ -164,7 +170,7 @@ sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \
   bench/haproxy-replicas.cfg >"$TMP/haproxy-replicas.cfg"
 start haproxy-lb haproxy -db -f "$TMP/haproxy-replicas.cfg"
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD splice-relay:$P_SPLICE \
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD splice-relay:$P_SPLICE echo-floor:$P_FLOOR \
   pyro-dispatch-lb:$P_LB pyro-dispatch-lb-pipelined:$P_LBPIPE haproxy-lb:$P_HALB; do
   wait_port "${s%%:*}" "${s##*:}"
 done
@@ -219,11 +225,13 @@ for payload in 16 1KiB; do
   for conns in 1 16 64; do
     size="16 B"
     [ $payload = 16 ] || size="1 KiB"
+    floor=""
+    [ $conns != 64 ] || floor="-t echo-floor=$H:$P_FLOOR --cpu echo-floor=$PID_echo_floor"
     # shellcheck disable=SC2086
     bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
       $TARGETS -t pyro-dispatch-procs1=$H:$P_PD1 -t pyro-dispatch-admin=$H:$P_PDADM -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \
       $CPU --cpu pyro-dispatch-procs1=$PID_pyro_dispatch_procs1 --cpu pyro-dispatch-admin=$PID_pyro_dispatch_admin \
-      --payload $payload --conns $conns $SMALL
+      $floor --payload $payload --conns $conns $SMALL
   done
 done
 # 3 replicas: HAProxy first, so that the ratios of `pyro-dispatch bench` are to HAProxy.

@@ -67,6 +67,10 @@ const (
 	// spliceRelay is bench/cmd/splicerelay, a plain TCP relay: the physical limit of the
 	// 64 MiB workloads, not a judged configuration.
 	spliceRelay = "splice-relay"
+	// echoFloor is bench/floor/echofloor.c, a C echo that makes only the system calls a
+	// proxy's client side needs per call: the floor of proxy CPU per call in the small
+	// workloads at 64 connections, not a judged configuration.
+	echoFloor = "echo-floor"
 )
 
 // replicas is the id (and group) of the workload with three echo daemons behind
@@ -436,6 +440,7 @@ var displayName = map[string]string{
 	direct: "direct", pd: "pyro-dispatch", pipelined: "pyro-dispatch (pipelined)",
 	procs1: "pyro-dispatch (--procs 1)", adminOn: "pyro-dispatch (admin listener, metrics on)", haproxy: "HAProxy", nginx: "nginx",
 	pydisp: "Python SerializedBlob dispatcher", spliceRelay: "plain Go splice relay (no Pyro4)",
+	echoFloor: "C echo floor (no Pyro4, client side only)",
 }
 
 func name(n string) string {
@@ -652,18 +657,20 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	b.WriteString("\n")
 	b.WriteString("**What remains and why** (profiles and what was tried: [bench/README.md](README.md), " +
 		"\"Session mode against HAProxy, side by side\", \"System calls the scheduler does not see\", \"Where session " +
-		"mode's last 12 % goes\" and \"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
+		"mode's last 12 % goes\", \"One Go scheduler per core\", \"The floor of a proxy's client side\" and \"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
 		"the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or HAProxy, " +
 		"pays for four of them per call. Session mode makes no more system calls than HAProxy (a read per write: " +
 		"once a client is calm its socket is not read before each wait), as raw system calls the Go scheduler " +
 		"does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
 		"load generator and the daemon, which neither an event loop nor an io_uring relay in Go removed: measured " +
-		"process by process, about half of its calls/s gap is CPU left idle (most likely while parked threads are " +
-		"woken), half " +
+		"process by process, about half of its calls/s gap is CPU left idle (while the Go scheduler wakes its parked " +
+		"threads: two one-thread processes on one port left 1–3 % idle instead of 8 %), half " +
 		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
 		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
-		"write per call, the floor of any proxy. One connection measures thread wake-ups, which this shared " +
+		"write per call, the floor of any proxy: the C echo floor beside the CPU goals makes only those two system " +
+		"calls per call and parses no more than the header, so its CPU per call is what they cost on this machine " +
+		"with nothing else around them. One connection measures thread wake-ups, which this shared " +
 		"machine makes noisy. A 64 MiB " +
 		"call keeps three processes busy on two cores instead of two, and the proxy's share is the kernel's splice " +
 		"and TCP work: the plain Go splice relay, which parses nothing and only splices, shows what that work alone " +
@@ -821,18 +828,31 @@ func cpuCheck(w *workload, cfg, p string) check {
 		if hv > 0 {
 			c.measured += "; HAProxy " + us(hv)
 		}
+		c.measured += floorNote(w)
 		c.met, c.ok, c.split = v <= limit, true, lo < limit && hi > limit
 		return c
 	}
 	if !(hv > 0) {
-		c.measured = fmt.Sprintf("%s (rounds %s–%s); HAProxy's not measured", us(v), us(lo), us(hi))
+		c.measured = fmt.Sprintf("%s (rounds %s–%s); HAProxy's not measured", us(v), us(lo), us(hi)) + floorNote(w)
 		return c
 	}
 	per := pairRatios(a, h, cpuUS)
 	c.measured = fmt.Sprintf("%s / HAProxy %s = **%s** (per round %s; rounds %s–%s)", us(v), us(hv), fmtRatio(v/hv),
-		fmtRange(per, fmtRatio), us(lo), us(hi))
+		fmtRange(per, fmtRatio), us(lo), us(hi)) + floorNote(w)
 	c.met, c.ok, c.split = v <= hv, true, straddles(per, 1)
 	return c
+}
+
+// floorNote gives the C echo floor's CPU per call in w beside a CPU check: what the
+// client side's read and write of a call cost at the least, before any work for the
+// backend.
+func floorNote(w *workload) string {
+	f := w.get(echoFloor)
+	if f == nil || f.med.CPUPerCall == nil {
+		return "; floor (C echo, client side only) not measured"
+	}
+	lo, hi := f.spread(cpuUS)
+	return fmt.Sprintf("; floor (C echo, client side only) %s (rounds %s–%s)", us(cpuUS(f.med)), us(lo), us(hi))
 }
 
 // latencyCheck judges the p50 that cfg adds over direct at 1 connection of small calls
@@ -1222,6 +1242,13 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 	b.WriteString("- **Plain Go splice relay** (64 MiB calls only): `bench/cmd/splicerelay`, a TCP relay in front of the " +
 		"echo daemon that copies each direction with `io.Copy` between the two sockets (splice(2) on Linux) and parses " +
 		"nothing: the physical limit of a user-space relay between the same two sockets as a proxy's.\n")
+	b.WriteString("- **C echo floor** (small calls at 64 connections only): `bench/floor/echofloor.c`, a Pyro4 echo in C " +
+		"that reads only the 24-byte header and answers each request with its own bytes (CONNECTOK for CONNECT, RESULT " +
+		"for INVOKE): one recv and one send per call on the client's socket, level-triggered epoll, one thread per CPU " +
+		"with its own SO_REUSEPORT listener as HAProxy's threads. Its CPU per call is what a proxy's client side costs " +
+		"with nothing else around it, before any work for the backend. It is measured in a closed loop at its own " +
+		"calls/s, about twice a proxy's, where each wake-up serves more sockets; at a proxy's rate the same two calls " +
+		"cost more (bench/README.md, \"The floor of a proxy's client side\").\n")
 	fmt.Fprintf(b, "- **Memory per idle client**: `%s` (interop/scale_test.go), each run a new dispatcher binary in pooled "+
 		"mode (`--pool-max-open 8`) in front of a Go backend; %s clients connect, handshake and stay idle. RSS (VmRSS) "+
 		"after minus before, per client, once they are parked (pool.park_after, 1 s, and a sweep), and before that "+

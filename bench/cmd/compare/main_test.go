@@ -297,6 +297,7 @@ func TestTargetChecks(t *testing.T) {
 		// calls/s: session mode exactly 1.0× (met) and 0.99× (missed); pipelined 1.49× (missed) and 1.5× (met).
 		// CPU per call: session mode level with HAProxy (met), then 14.5 over 14 µs (missed, rounds 13 and 15 disagree);
 		// pipelined exactly 10 µs (met), then 10.1 µs (missed).
+		// The C echo floor only at 16 B: 11 µs (rounds 10–12).
 		"small-16-c64": small("small-16-c64", cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(59600, 10)),
 		"small-1KiB-c64": {id: "small-1KiB-c64", targets: []*target{at(haproxy, cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(40000, 14)),
 			at(pd, cpuStats(39600, 14.5), cpuStats(39600, 13), cpuStats(39600, 15)), at(pipelined, cpuStats(60000, 10.1))}},
@@ -313,6 +314,8 @@ func TestTargetChecks(t *testing.T) {
 		"python": {id: "python", targets: []*target{at(direct, stats{CallsPerSec: 10000}), at(pydisp, stats{CallsPerSec: 4200}),
 			at(pd, stats{CallsPerSec: 8000}), at(pipelined, stats{CallsPerSec: 7979}), at(haproxy, stats{CallsPerSec: 7500})}},
 	}
+	byID["small-16-c64"].targets = append(byID["small-16-c64"].targets,
+		at(echoFloor, cpuStats(80000, 11), cpuStats(80000, 10), cpuStats(80000, 12), cpuStats(80000, 11)))
 	idle := idleMemory{rss: []float64{3100, 3072, 3000}, rssOff: []float64{7900, 7800, 7700}} // median 3,072 B: met
 	want := map[string][]string{
 		pd: {"✅ met", "❌ missed", "– not measured", "✅ met", "❌ missed (rounds disagree)", "✅ met", "❌ missed",
@@ -337,8 +340,9 @@ func TestTargetChecks(t *testing.T) {
 		{pdc[0].measured, "40,000 / 40,000 calls/s = **1.00×** (per round 1.00×–1.00×)"},
 		{pdc[3].goal, "proxy CPU per call ≤ HAProxy's (same run)"},
 		{pipe[3].goal, "proxy CPU ≤ 10 µs per call"},
-		{pdc[4].measured, "14.5µs / HAProxy 14.0µs = **1.04×** (per round 0.93×–1.07×; rounds 13.0µs–15.0µs)"},
-		{pipe[3].measured, "**10.0µs** (rounds 10.0µs–10.0µs); HAProxy 14.0µs"},
+		{pdc[4].measured, "14.5µs / HAProxy 14.0µs = **1.04×** (per round 0.93×–1.07×; rounds 13.0µs–15.0µs); " +
+			"floor (C echo, client side only) not measured"},
+		{pipe[3].measured, "**10.0µs** (rounds 10.0µs–10.0µs); HAProxy 14.0µs; floor (C echo, client side only) 11.0µs (rounds 10.0µs–12.0µs)"},
 		{pdc[5].goal, "added p50 over direct ≤ 1.0 × HAProxy's"},
 		{pipe[5].goal, "added p50 over direct ≤ 0.8 × HAProxy's"},
 		{pipe[5].measured, "+32.0µs, HAProxy +40.0µs over direct's 80.0µs = **0.80×** (per round 0.80×–0.80×)"},
@@ -362,7 +366,7 @@ func TestTargetChecks(t *testing.T) {
 	}
 	// Without HAProxy's CPU, session mode's CPU goal is not measured; pipelined keeps its own.
 	byID["small-16-c64"].get(haproxy).med.CPUPerCall = nil
-	if c := cpuCheck(byID["small-16-c64"], pd, "16"); c.ok || c.verdict() != "– not measured" || c.measured != "14.0µs (rounds 14.0µs–14.0µs); HAProxy's not measured" {
+	if c := cpuCheck(byID["small-16-c64"], pd, "16"); c.ok || c.verdict() != "– not measured" || c.measured != "14.0µs (rounds 14.0µs–14.0µs); HAProxy's not measured; floor (C echo, client side only) 11.0µs (rounds 10.0µs–12.0µs)" {
 		t.Errorf("session CPU without HAProxy's: %+v", c)
 	}
 	if c := cpuCheck(byID["small-16-c64"], pipelined, "16"); !c.ok || !c.met {
