@@ -1247,7 +1247,7 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 		"for INVOKE): one recv and one send per call on the client's socket, level-triggered epoll, one thread per CPU " +
 		"with its own SO_REUSEPORT listener as HAProxy's threads. Its CPU per call is what a proxy's client side costs " +
 		"with nothing else around it, before any work for the backend. It is measured in a closed loop at its own " +
-		"calls/s, about twice a proxy's, where each wake-up serves more sockets; at a proxy's rate the same two calls " +
+		"calls/s, 1.5–2.5 times a proxy's, where each wake-up serves more sockets; at a proxy's rate the same two calls " +
 		"cost more (bench/README.md, \"The floor of a proxy's client side\").\n")
 	fmt.Fprintf(b, "- **Memory per idle client**: `%s` (interop/scale_test.go), each run a new dispatcher binary in pooled "+
 		"mode (`--pool-max-open 8`) in front of a Go backend; %s clients connect, handshake and stay idle. RSS (VmRSS) "+
