@@ -4,8 +4,9 @@
 # pipelining),
 # HAProxy (mode tcp) and nginx (stream), Pyro4's own SerializedBlob dispatcher in
 # Python, a plain Go splice relay (bench/cmd/splicerelay, the physical limit of the
-# 64 MiB workloads) and a C echo (bench/floor/echofloor.c: what a proxy's client side
-# costs at the least, for the small workloads at 64 connections); and, for the workload "3 replicas", three more echo daemons behind
+# 64 MiB workloads) and two echo floors (bench/floor/echofloor.c and its Go twin
+# bench/cmd/echofloor: what a proxy's client side costs at the least, for the small
+# workloads at 64 connections); and, for the workload "3 replicas", three more echo daemons behind
 # pyro-dispatch (a YAML config: one backend group, balance: least_inflight; session and
 # pipelined pooled mode) and behind HAProxy (balance leastconn). Measures them all in
 # interleaved rounds with `pyro-dispatch bench` (Go load generator, json) and
@@ -95,10 +96,11 @@ log "building pyro-dispatch and the report tool"
 $GO build -trimpath -o "$TMP/pyro-dispatch" ./cmd/pyro-dispatch
 $GO build -trimpath -o "$TMP/compare" ./bench/cmd/compare
 $GO build -trimpath -o "$TMP/splice-relay" ./bench/cmd/splicerelay
-cc -O2 -pthread -o "$TMP/echo-floor" bench/floor/echofloor.c
+cc -O2 -pthread -o "$TMP/echo-floor-c" bench/floor/echofloor.c
+$GO build -trimpath -o "$TMP/echo-floor-go" ./bench/cmd/echofloor
 PD=$TMP/pyro-dispatch
 
-BASE=$(pick_ports 17)
+BASE=$(pick_ports 18)
 P_ECHO=$BASE P_PD=$((BASE + 1)) P_PIPE=$((BASE + 2)) P_HAPROXY=$((BASE + 3)) P_NGINX=$((BASE + 4)) P_PYD=$((BASE + 5)) P_PD1=$((BASE + 6))
 # the workload "3 replicas": three echo daemons, pyro-dispatch (session, pipelined) and HAProxy over them
 P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_LBPIPE=$((BASE + 11)) P_HALB=$((BASE + 12))
@@ -106,8 +108,8 @@ P_R1=$((BASE + 7)) P_R2=$((BASE + 8)) P_R3=$((BASE + 9)) P_LB=$((BASE + 10)) P_L
 P_PDADM=$((BASE + 13)) P_ADMIN=$((BASE + 14))
 # the plain Go splice relay (64 MiB workloads only)
 P_SPLICE=$((BASE + 15))
-# the C echo floor (small calls at 64 connections only)
-P_FLOOR=$((BASE + 16))
+# the echo floors, C and Go (small calls at 64 connections only)
+P_FLOORC=$((BASE + 16)) P_FLOORGO=$((BASE + 17))
 H=127.0.0.1
 
 # --- machine ---------------------------------------------------------------------------
@@ -138,7 +140,8 @@ start pyro-dispatch-procs1 "$PD" serve --listen $H:$P_PD1 --backend $H:$P_ECHO -
 start pyro-dispatch-admin "$PD" serve --listen $H:$P_PDADM --backend $H:$P_ECHO --admin $H:$P_ADMIN
 start pyro-dispatch-pipelined "$PD" serve --listen $H:$P_PIPE --backend $H:$P_ECHO --mode pooled --pool-pipeline 16 --pool-max-open 4
 start splice-relay "$TMP/splice-relay" --listen $H:$P_SPLICE --backend $H:$P_ECHO
-start echo-floor "$TMP/echo-floor" $H $P_FLOOR "$(nproc)"
+start echo-floor-c "$TMP/echo-floor-c" $H $P_FLOORC "$(nproc)"
+start echo-floor-go "$TMP/echo-floor-go" --listen $H:$P_FLOORGO
 
 sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HAPROXY/" -e "s/@BACKEND@/$H:$P_ECHO/" bench/haproxy.cfg >"$TMP/haproxy.cfg"
 start haproxy haproxy -db -f "$TMP/haproxy.cfg"
@@ -170,7 +173,7 @@ sed -e "s/@THREADS@/$(nproc)/" -e "s/@LISTEN@/$H:$P_HALB/" \
   bench/haproxy-replicas.cfg >"$TMP/haproxy-replicas.cfg"
 start haproxy-lb haproxy -db -f "$TMP/haproxy-replicas.cfg"
 
-for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD splice-relay:$P_SPLICE echo-floor:$P_FLOOR \
+for s in pyro-dispatch:$P_PD pyro-dispatch-procs1:$P_PD1 pyro-dispatch-admin:$P_PDADM pyro-dispatch-pipelined:$P_PIPE haproxy:$P_HAPROXY nginx:$P_NGINX python-dispatcher:$P_PYD splice-relay:$P_SPLICE echo-floor-c:$P_FLOORC echo-floor-go:$P_FLOORGO \
   pyro-dispatch-lb:$P_LB pyro-dispatch-lb-pipelined:$P_LBPIPE haproxy-lb:$P_HALB; do
   wait_port "${s%%:*}" "${s##*:}"
 done
@@ -226,7 +229,8 @@ for payload in 16 1KiB; do
     size="16 B"
     [ $payload = 16 ] || size="1 KiB"
     floor=""
-    [ $conns != 64 ] || floor="-t echo-floor=$H:$P_FLOOR --cpu echo-floor=$PID_echo_floor"
+    [ $conns != 64 ] || floor="-t echo-floor-c=$H:$P_FLOORC --cpu echo-floor-c=$PID_echo_floor_c
+      -t echo-floor-go=$H:$P_FLOORGO --cpu echo-floor-go=$PID_echo_floor_go"
     # shellcheck disable=SC2086
     bench_workload "small-$payload-c$conns" small "small calls: $size payload, $(plural $conns)" \
       $TARGETS -t pyro-dispatch-procs1=$H:$P_PD1 -t pyro-dispatch-admin=$H:$P_PDADM -t haproxy=$H:$P_HAPROXY -t nginx=$H:$P_NGINX \

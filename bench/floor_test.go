@@ -6,39 +6,60 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
-// TestEchoFloor builds bench/floor/echofloor.c, make bench's C echo floor, and checks
-// that the load generator's calls through it are answered as from a Pyro4 daemon
-// (CONNECTOK, then RESULT with the request's seq and serializer), also when several
-// messages come in one read, and that a message that is not Pyro4 closes its connection.
-func TestEchoFloor(t *testing.T) {
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler (cc): the C echo floor is built by make bench only")
+// TestEchoFloors builds make bench's echo floors, bench/floor/echofloor.c and its Go
+// twin bench/cmd/echofloor, and checks that the load generator's calls through each are
+// answered as from a Pyro4 daemon (CONNECTOK, then RESULT with the request's seq and
+// serializer), also when several messages come in one read, and that a message that is
+// not Pyro4 closes its connection.
+func TestEchoFloors(t *testing.T) {
+	for _, f := range []struct {
+		lang  string
+		build func(bin string) []string        // the command that builds bin
+		args  func(host, port string) []string // bin's arguments
+	}{
+		{"c", func(bin string) []string {
+			return []string{"cc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", bin, "floor/echofloor.c"}
+		}, func(host, port string) []string { return []string{host, port, "2"} }},
+		{"go", func(bin string) []string { return []string{"go", "build", "-o", bin, "./cmd/echofloor"} },
+			func(host, port string) []string { return []string{"--listen", net.JoinHostPort(host, port)} }},
+	} {
+		t.Run(f.lang, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "echofloor")
+			b := f.build(bin)
+			if _, err := exec.LookPath(b[0]); err != nil {
+				t.Skipf("no %s to build it with (make bench needs one): %v", b[0], err)
+			}
+			if out, err := exec.Command(b[0], b[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(b, " "), err, out)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().(*net.TCPAddr)
+			ln.Close()
+			cmd := exec.Command(bin, f.args("127.0.0.1", strconv.Itoa(addr.Port))...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+			})
+			checkEchoFloor(t, addr.String())
+		})
 	}
-	bin := filepath.Join(t.TempDir(), "echofloor")
-	if out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", bin, "floor/echofloor.c").CombinedOutput(); err != nil {
-		t.Fatalf("cc: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "2")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+}
+
+// checkEchoFloor checks the echo floor listening on addr.
+func checkEchoFloor(t *testing.T, addr string) {
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
@@ -46,7 +67,7 @@ func TestEchoFloor(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("echofloor does not listen on %s: %v", addr, err)
+			t.Fatalf("nothing listens on %s: %v", addr, err)
 		}
 	}
 

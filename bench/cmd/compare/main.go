@@ -67,10 +67,12 @@ const (
 	// spliceRelay is bench/cmd/splicerelay, a plain TCP relay: the physical limit of the
 	// 64 MiB workloads, not a judged configuration.
 	spliceRelay = "splice-relay"
-	// echoFloor is bench/floor/echofloor.c, a C echo that makes only the system calls a
+	// echoFloorC is bench/floor/echofloor.c, a C echo that makes only the system calls a
 	// proxy's client side needs per call: the floor of proxy CPU per call in the small
-	// workloads at 64 connections, not a judged configuration.
-	echoFloor = "echo-floor"
+	// workloads at 64 connections, not a judged configuration; echoFloorGo is its Go
+	// twin, bench/cmd/echofloor.
+	echoFloorC  = "echo-floor-c"
+	echoFloorGo = "echo-floor-go"
 )
 
 // replicas is the id (and group) of the workload with three echo daemons behind
@@ -440,7 +442,7 @@ var displayName = map[string]string{
 	direct: "direct", pd: "pyro-dispatch", pipelined: "pyro-dispatch (pipelined)",
 	procs1: "pyro-dispatch (--procs 1)", adminOn: "pyro-dispatch (admin listener, metrics on)", haproxy: "HAProxy", nginx: "nginx",
 	pydisp: "Python SerializedBlob dispatcher", spliceRelay: "plain Go splice relay (no Pyro4)",
-	echoFloor: "C echo floor (no Pyro4, client side only)",
+	echoFloorC: "C echo floor (no Pyro4, client side only)", echoFloorGo: "Go echo floor (the same in Go)",
 }
 
 func name(n string) string {
@@ -663,8 +665,8 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"once a client is calm its socket is not read before each wait), as raw system calls the Go scheduler " +
 		"does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
-		"load generator and the daemon (the C echo floor's program in Go, a goroutine per connection, spent " +
-		"1.21–1.27× its CPU per call), which neither an event loop nor an io_uring relay in Go removed: measured " +
+		"load generator and the daemon (the Go echo floor beside the CPU goals, the C one's program in Go, spent " +
+		"1.21–1.27× the C one's CPU per call in bench/README.md's passes), which neither an event loop nor an io_uring relay in Go removed: measured " +
 		"process by process, about half of its calls/s gap is CPU left idle (while the Go scheduler wakes its parked " +
 		"threads: two one-thread processes on one port left 1–3 % idle instead of 8 %), half " +
 		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
@@ -844,16 +846,25 @@ func cpuCheck(w *workload, cfg, p string) check {
 	return c
 }
 
-// floorNote gives the C echo floor's CPU per call in w beside a CPU check: what the
-// client side's read and write of a call cost at the least, before any work for the
-// backend.
+// floorNote gives the echo floors' CPU per call in w beside a CPU check: what the client
+// side's read and write of a call cost at the least, before any work for the backend,
+// in C and in Go.
 func floorNote(w *workload) string {
-	f := w.get(echoFloor)
-	if f == nil || f.med.CPUPerCall == nil {
-		return "; floor (C echo, client side only) not measured"
+	note := "; floors (client side only):"
+	for i, f := range []struct{ target, lang string }{{echoFloorC, "C"}, {echoFloorGo, "Go"}} {
+		if i > 0 {
+			note += ","
+		}
+		note += " " + f.lang + " echo "
+		t := w.get(f.target)
+		if t == nil || t.med.CPUPerCall == nil {
+			note += "not measured"
+			continue
+		}
+		lo, hi := t.spread(cpuUS)
+		note += fmt.Sprintf("%s (rounds %s–%s)", us(cpuUS(t.med)), us(lo), us(hi))
 	}
-	lo, hi := f.spread(cpuUS)
-	return fmt.Sprintf("; floor (C echo, client side only) %s (rounds %s–%s)", us(cpuUS(f.med)), us(lo), us(hi))
+	return note
 }
 
 // latencyCheck judges the p50 that cfg adds over direct at 1 connection of small calls
@@ -1249,7 +1260,9 @@ func (o *options) writeMethod(b *strings.Builder, setup pairs, ws []*workload, i
 		"with its own SO_REUSEPORT listener as HAProxy's threads. Its CPU per call is what a proxy's client side costs " +
 		"with nothing else around it, before any work for the backend. It is measured in a closed loop at its own " +
 		"calls/s, 1.5–2.5 times a proxy's, where each wake-up serves more sockets; at a proxy's rate the same two calls " +
-		"cost more (bench/README.md, \"The floor of a proxy's client side\").\n")
+		"cost more (bench/README.md, \"The floor of a proxy's client side\"). **Go echo floor**: the same program in Go " +
+		"(`bench/cmd/echofloor`), a goroutine per connection with the net package as a Go server is usually written: " +
+		"what Go costs around the same two system calls.\n")
 	fmt.Fprintf(b, "- **Memory per idle client**: `%s` (interop/scale_test.go), each run a new dispatcher binary in pooled "+
 		"mode (`--pool-max-open 8`) in front of a Go backend; %s clients connect, handshake and stay idle. RSS (VmRSS) "+
 		"after minus before, per client, once they are parked (pool.park_after, 1 s, and a sweep), and before that "+

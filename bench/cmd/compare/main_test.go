@@ -297,7 +297,7 @@ func TestTargetChecks(t *testing.T) {
 		// calls/s: session mode exactly 1.0× (met) and 0.99× (missed); pipelined 1.49× (missed) and 1.5× (met).
 		// CPU per call: session mode level with HAProxy (met), then 14.5 over 14 µs (missed, rounds 13 and 15 disagree);
 		// pipelined exactly 10 µs (met), then 10.1 µs (missed).
-		// The C echo floor only at 16 B: 11 µs (rounds 10–12).
+		// The echo floors only at 16 B: C 11 µs (rounds 10–12), Go 13.5 µs (13–14).
 		"small-16-c64": small("small-16-c64", cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(59600, 10)),
 		"small-1KiB-c64": {id: "small-1KiB-c64", targets: []*target{at(haproxy, cpuStats(40000, 14), cpuStats(40000, 14), cpuStats(40000, 14)),
 			at(pd, cpuStats(39600, 14.5), cpuStats(39600, 13), cpuStats(39600, 15)), at(pipelined, cpuStats(60000, 10.1))}},
@@ -315,7 +315,8 @@ func TestTargetChecks(t *testing.T) {
 			at(pd, stats{CallsPerSec: 8000}), at(pipelined, stats{CallsPerSec: 7979}), at(haproxy, stats{CallsPerSec: 7500})}},
 	}
 	byID["small-16-c64"].targets = append(byID["small-16-c64"].targets,
-		at(echoFloor, cpuStats(80000, 11), cpuStats(80000, 10), cpuStats(80000, 12), cpuStats(80000, 11)))
+		at(echoFloorC, cpuStats(80000, 11), cpuStats(80000, 10), cpuStats(80000, 12), cpuStats(80000, 11)),
+		at(echoFloorGo, cpuStats(70000, 13.5), cpuStats(70000, 13), cpuStats(70000, 14), cpuStats(70000, 13.5)))
 	idle := idleMemory{rss: []float64{3100, 3072, 3000}, rssOff: []float64{7900, 7800, 7700}} // median 3,072 B: met
 	want := map[string][]string{
 		pd: {"✅ met", "❌ missed", "– not measured", "✅ met", "❌ missed (rounds disagree)", "✅ met", "❌ missed",
@@ -341,8 +342,9 @@ func TestTargetChecks(t *testing.T) {
 		{pdc[3].goal, "proxy CPU per call ≤ HAProxy's (same run)"},
 		{pipe[3].goal, "proxy CPU ≤ 10 µs per call"},
 		{pdc[4].measured, "14.5µs / HAProxy 14.0µs = **1.04×** (per round 0.93×–1.07×; rounds 13.0µs–15.0µs); " +
-			"floor (C echo, client side only) not measured"},
-		{pipe[3].measured, "**10.0µs** (rounds 10.0µs–10.0µs); HAProxy 14.0µs; floor (C echo, client side only) 11.0µs (rounds 10.0µs–12.0µs)"},
+			"floors (client side only): C echo not measured, Go echo not measured"},
+		{pipe[3].measured, "**10.0µs** (rounds 10.0µs–10.0µs); HAProxy 14.0µs; " +
+			"floors (client side only): C echo 11.0µs (rounds 10.0µs–12.0µs), Go echo 13.5µs (rounds 13.0µs–14.0µs)"},
 		{pdc[5].goal, "added p50 over direct ≤ 1.0 × HAProxy's"},
 		{pipe[5].goal, "added p50 over direct ≤ 0.8 × HAProxy's"},
 		{pipe[5].measured, "+32.0µs, HAProxy +40.0µs over direct's 80.0µs = **0.80×** (per round 0.80×–0.80×)"},
@@ -366,7 +368,7 @@ func TestTargetChecks(t *testing.T) {
 	}
 	// Without HAProxy's CPU, session mode's CPU goal is not measured; pipelined keeps its own.
 	byID["small-16-c64"].get(haproxy).med.CPUPerCall = nil
-	if c := cpuCheck(byID["small-16-c64"], pd, "16"); c.ok || c.verdict() != "– not measured" || c.measured != "14.0µs (rounds 14.0µs–14.0µs); HAProxy's not measured; floor (C echo, client side only) 11.0µs (rounds 10.0µs–12.0µs)" {
+	if c := cpuCheck(byID["small-16-c64"], pd, "16"); c.ok || c.verdict() != "– not measured" || c.measured != "14.0µs (rounds 14.0µs–14.0µs); HAProxy's not measured; floors (client side only): C echo 11.0µs (rounds 10.0µs–12.0µs), Go echo 13.5µs (rounds 13.0µs–14.0µs)" {
 		t.Errorf("session CPU without HAProxy's: %+v", c)
 	}
 	if c := cpuCheck(byID["small-16-c64"], pipelined, "16"); !c.ok || !c.met {
