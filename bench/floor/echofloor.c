@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,10 +48,9 @@ static int sendall(int fd, const unsigned char *p, size_t n) {
 	while (n > 0) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EAGAIN) {
-			fd_set set; /* rare: a reply larger than the socket buffer */
-			FD_ZERO(&set);
-			FD_SET(fd, &set);
-			select(fd + 1, NULL, &set, NULL, NULL);
+			/* rare: a reply larger than the socket buffer */
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			poll(&p, 1, -1);
 			continue;
 		}
 		if (w <= 0)
