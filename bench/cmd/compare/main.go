@@ -665,8 +665,8 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"once a client is calm its socket is not read before each wait), as raw system calls the Go scheduler " +
 		"does not see, and is switched out less often; what " +
 		"it pays on top is the goroutines' parking and wake-ups around those calls, on two cores shared with the " +
-		"load generator and the daemon (the Go echo floor beside the CPU goals, the C one's program in Go, spent " +
-		"1.21–1.27× the C one's CPU per call in bench/README.md's passes), which neither an event loop nor an io_uring relay in Go removed: measured " +
+		"load generator and the daemon (the Go echo floor beside the CPU goals, the C one's program in Go, shows " +
+		"that cost around the same two system calls), which neither an event loop nor an io_uring relay in Go removed: measured " +
 		"process by process, about half of its calls/s gap is CPU left idle (while the Go scheduler wakes its parked " +
 		"threads: two one-thread processes on one port left 1–3 % idle instead of 8 %), half " +
 		"the whole pipeline's CPU per call. Pipelined mode shares the backend side's operations among the " +
