@@ -1,6 +1,7 @@
 // Command echofloor is bench/floor/echofloor.c in Go, for bench/compare.sh: a Pyro4 echo
-// that reads only the 24-byte header and answers each request with its own bytes, one
-// goroutine per connection with the net package, as a Go server is usually written.
+// that reads only the 24-byte header (frame.ParseHeader) and answers each request with
+// its own bytes, one goroutine per connection with the net package, as a Go server is
+// usually written.
 // Beside the C echo floor it shows what Go costs around the same two system calls a
 // proxy's client side makes per call.
 //
@@ -8,8 +9,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,11 +16,12 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/pyro-dispatch/pyro-dispatch/frame"
 )
 
 const (
-	headerSize = 24
-	bufSize    = 1 << 20 // a message over it closes its connection
+	bufSize = 1 << 20 // a message over it closes its connection
 	// acceptBackoff is how long serve waits after a failed accept before it accepts again.
 	acceptBackoff = 10 * time.Millisecond
 )
@@ -78,23 +78,20 @@ func serve(c net.Conn) {
 }
 
 // answer turns every whole message at the start of b into its reply in place (message
-// type + 1: CONNECT to CONNECTOK, INVOKE to RESULT; checksum + 1) and returns their
-// length; ok is false for a message that is not Pyro4 or does not fit the buffer.
+// type + 1: CONNECT to CONNECTOK, INVOKE to RESULT) and returns their length; ok is
+// false for a message that is not Pyro4 or does not fit the buffer.
 func answer(b []byte) (off int, ok bool) {
-	for len(b)-off >= headerSize {
-		h := b[off:]
-		if !bytes.HasPrefix(h, []byte("PYRO")) {
-			return off, false
-		}
-		size := headerSize + int(binary.BigEndian.Uint16(h[18:])) + int(binary.BigEndian.Uint32(h[12:]))
-		if size > bufSize {
+	for len(b)-off >= frame.HeaderSize {
+		h, err := frame.ParseHeader(b[off:])
+		size := frame.HeaderSize + h.BodyLen()
+		if err != nil || size > bufSize {
 			return off, false
 		}
 		if len(b)-off < size {
 			break
 		}
-		h[7]++
-		binary.BigEndian.PutUint16(h[22:], binary.BigEndian.Uint16(h[22:])+1)
+		h.Type++
+		h.Put(b[off:])
 		off += size
 	}
 	return off, true
