@@ -659,7 +659,7 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 	b.WriteString("\n")
 	b.WriteString("**What remains and why** (profiles and what was tried: [bench/README.md](README.md), " +
 		"\"Session mode against HAProxy, side by side\", \"System calls the scheduler does not see\", \"Where session " +
-		"mode's last 12 % goes\", \"One Go scheduler per core\", \"The floor of a proxy's client side\" and \"Where the comparison targets stand\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
+		"mode's last 12 % goes\", \"One Go scheduler per core\", \"The floor of a proxy's client side\" and \"Performance II: where each goal ends\"). On loopback nearly all of a proxy's CPU is kernel work per socket operation, " +
 		"the receiver's TCP processing included, so a transparent proxy, pyro-dispatch in session mode or HAProxy, " +
 		"pays for four of them per call. Session mode makes no more system calls than HAProxy (a read per write: " +
 		"once a client is calm its socket is not read before each wait), as raw system calls the Go scheduler " +
@@ -673,11 +673,12 @@ func (o *options) writeTargets(b *strings.Builder, machine pairs, byID map[strin
 		"calls written together, which is what puts it past HAProxy; what is left is the client side's read and " +
 		"write per call, the floor of any proxy: the C echo floor beside the CPU goals makes only those two system " +
 		"calls per call and parses no more than the header, so its CPU per call is what they cost on this machine " +
-		"with nothing else around them. One connection measures thread wake-ups, which this shared " +
+		"with nothing else around them, and the Go echo floor what they cost a Go program, before any of the " +
+		"backend side's work. One connection measures thread wake-ups, which this shared " +
 		"machine makes noisy. A 64 MiB " +
 		"call keeps three processes busy on two cores instead of two, and the proxy's share is the kernel's splice " +
 		"and TCP work: the plain Go splice relay, which parses nothing and only splices, shows what that work alone " +
-		"allows, and pyro-dispatch moves large payloads at about its rate. Python clients are CPU-bound: every µs " +
+		"allows, and pyro-dispatch moves large payloads at about its rate (a larger splice pipe did not raise it). Python clients are CPU-bound: every µs " +
 		"of proxy CPU per call is theirs, and a proxy's hop adds wake-ups to the clients too; HAProxy in front of " +
 		"the same daemon, measured in the same rounds, shows what a plain TCP proxy leaves them.\n\n")
 }
