@@ -23,14 +23,14 @@ deps:
 # What the tests need besides: Debian's chromium for the dashboard's browser test,
 # openssl for the TLS renegotiation test.
 test-deps:
-	./scripts/ensure-pyro4.sh python3-msgpack python3-dill python3-cloudpickle chromium openssl
+	./scripts/ensure-pyro4.sh python3-msgpack python3-dill python3-cloudpickle chromium openssl gcc libc6-dev
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 
 # Interop tests fail (not skip) when real Pyro4 is missing, the browser test when
-# chromium is. Tests build without the PGO profile (TESTENV): the same code, and every
+# chromium is; test-deps installs gcc, so that TestEchoFloors builds the C floor too. Tests build without the PGO profile (TESTENV): the same code, and every
 # package compiled once less.
 TESTENV   := GOFLAGS='$(strip $(GOFLAGS) -pgo=off)'
 unit: test-deps
